@@ -1,0 +1,215 @@
+"""HTX spot REST client: signed calls, typed results, one error family.
+
+Secrets live only inside this object for the duration of a job; they are never logged and never
+put into an exception text (the signed query, which holds AccessKeyId and Signature, is not
+logged either: see ``redact``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from . import signing
+from .errors import ErrorKind, HtxError, classify
+from .types import Account, AccountBalance, ApiKeyInfo, BalanceLine, RateLimit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.huobi.pro"
+# (connect, read) seconds. HTX normally answers in well under a second.
+DEFAULT_TIMEOUT = (3.05, 10.0)
+USER_AGENT = "bitsgap-clone/1.0 (+self-hosted)"
+
+_SECRET_PARAMS = re.compile(r"(AccessKeyId|Signature|accessKey)=[^&\s]*")
+
+
+def redact(text: str) -> str:
+    """Strip signing parameters from a URL or query string before it reaches a log."""
+    return _SECRET_PARAMS.sub(r"\1=[redacted]", text)
+
+
+class HtxClient:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        access_key: str = "",
+        secret_key: str = "",
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ):
+        parts = urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("HTX base URL must look like https://api.huobi.pro")
+        self.base_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        # The host we sign is the host we call: the netloc as sent in the Host header.
+        self.host = parts.netloc.lower()
+        self._path_prefix = parts.path
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.clock_offset_ms = 0  # HTX time minus our time, measured by sync_clock()
+        self.last_rate_limit = RateLimit(None, None)
+
+    def __repr__(self) -> str:
+        return f"<HtxClient {self.base_url}>"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HtxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Public endpoints -------------------------------------------------------------------
+
+    def server_time_ms(self) -> int:
+        return int(self._get("/v1/common/timestamp", signed=False))
+
+    def sync_clock(self) -> int:
+        """Measure HTX's clock against ours and sign with HTX's time from now on."""
+        before = time.time() * 1000
+        server = self.server_time_ms()
+        after = time.time() * 1000
+        self.clock_offset_ms = int(server - (before + after) / 2)
+        return self.clock_offset_ms
+
+    def tickers(self) -> dict[str, Decimal]:
+        """Latest price (``close``) by lower-case symbol, e.g. ``{"btcusdt": Decimal(...)}``."""
+        data = self._get("/market/tickers", signed=False)
+        prices: dict[str, Decimal] = {}
+        for row in data:
+            try:
+                # Prices are JSON numbers; go through str so no binary float leaks in.
+                prices[str(row["symbol"])] = Decimal(str(row["close"]))
+            except (KeyError, InvalidOperation, TypeError):
+                continue
+        return prices
+
+    # Signed endpoints -------------------------------------------------------------------
+
+    def uid(self) -> int:
+        return int(self._get("/v2/user/uid"))
+
+    def api_key_info(self, uid: int) -> ApiKeyInfo:
+        rows = self._get("/v2/user/api-key", {"uid": str(uid), "accessKey": self._access_key})
+        for row in rows or ():
+            if row.get("accessKey") == self._access_key:
+                return _parse_key_info(row)
+        raise HtxError(ErrorKind.UNKNOWN, message="HTX did not return this key", path="/v2/user/api-key")
+
+    def accounts(self) -> list[Account]:
+        return [
+            Account(id=int(a["id"]), type=str(a["type"]), state=str(a.get("state", "")),
+                    subtype=str(a.get("subtype") or ""))
+            for a in self._get("/v1/account/accounts")
+        ]
+
+    def balance(self, account: Account) -> AccountBalance:
+        data = self._get(f"/v1/account/accounts/{account.id}/balance")
+        lines = []
+        for row in data.get("list", ()):
+            try:
+                amount = Decimal(str(row["balance"]))
+            except (KeyError, InvalidOperation):
+                continue
+            lines.append(BalanceLine(currency=str(row["currency"]), type=str(row["type"]),
+                                     balance=amount))
+        return AccountBalance(account=account, lines=tuple(lines))
+
+    # Transport --------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, str] | None = None, *, signed: bool = True) -> Any:
+        full_path = self._path_prefix + path
+        if signed:
+            if not self._access_key or not self._secret_key:
+                raise ValueError("signed HTX call without keys")
+            now = datetime.fromtimestamp(time.time() + self.clock_offset_ms / 1000, UTC)
+            query = signing.signed_query(
+                method="GET", host=self.host, path=full_path, access_key=self._access_key,
+                secret=self._secret_key, timestamp=signing.htx_timestamp(now), params=params,
+            )
+        else:
+            query = signing.canonical_query(params or {})
+        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        try:
+            response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout:
+            raise HtxError(ErrorKind.UNAVAILABLE, message="HTX did not answer in time", path=path) from None
+        except requests.RequestException as exc:
+            # The exception text can contain the URL (with AccessKeyId and Signature): drop it.
+            raise HtxError(ErrorKind.UNAVAILABLE, message=f"could not reach HTX ({type(exc).__name__})",
+                           path=path) from None
+        self._note_rate_limit(response)
+        return _unwrap(response, path)
+
+    def _note_rate_limit(self, response: requests.Response) -> None:
+        remain = response.headers.get("X-HB-RateLimit-Requests-Remain")
+        expire = response.headers.get("X-HB-RateLimit-Requests-Expire")
+        if remain is not None or expire is not None:
+            self.last_rate_limit = RateLimit(_int_or_none(remain), _int_or_none(expire))
+
+
+def _unwrap(response: requests.Response, path: str) -> Any:
+    if response.status_code >= 500:
+        raise HtxError(ErrorKind.UNAVAILABLE, code=str(response.status_code),
+                       message=f"HTX answered HTTP {response.status_code}", path=path)
+    try:
+        body = response.json()
+    except ValueError:
+        kind = ErrorKind.UNKNOWN if response.status_code < 500 else ErrorKind.UNAVAILABLE
+        raise HtxError(kind, code=str(response.status_code),
+                       message=f"HTX answered HTTP {response.status_code} without JSON", path=path) from None
+    if not isinstance(body, dict):
+        raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
+    # v1 envelope first: auth failures on v2 paths may come back in it too (htx-api.md §5.1).
+    if body.get("status") == "error":
+        code = str(body.get("err-code") or body.get("err_code") or "")
+        message = str(body.get("err-msg") or body.get("err_msg") or "")
+        raise HtxError(classify(code, message), code=code, message=message, path=path)
+    if body.get("status") == "ok":
+        return body.get("data")
+    if "code" in body:
+        code = str(body["code"])
+        if code == "200" and body.get("success", True) is not False:
+            return body.get("data")
+        message = str(body.get("message") or "")
+        raise HtxError(classify(code, message), code=code, message=message, path=path)
+    if response.status_code >= 400:
+        raise HtxError(ErrorKind.UNKNOWN, code=str(response.status_code),
+                       message=f"HTX answered HTTP {response.status_code}", path=path)
+    raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
+
+
+def _parse_key_info(row: dict[str, Any]) -> ApiKeyInfo:
+    permissions = frozenset(p.strip() for p in str(row.get("permission") or "").split(",") if p.strip())
+    ips = tuple(ip.strip() for ip in str(row.get("ipAddresses") or "").split(",") if ip.strip())
+    created = row.get("createTime")
+    return ApiKeyInfo(
+        access_key=str(row.get("accessKey", "")),
+        status=str(row.get("status", "")),
+        note=str(row.get("note") or ""),
+        permissions=permissions,
+        ip_addresses=ips,
+        valid_days=int(row.get("validDays", -1)),
+        created_at=datetime.fromtimestamp(int(created) / 1000, UTC) if created else None,
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from fernet_fields import EncryptedTextField
+
+from .fields import ExactDecimalField
+
+
+class Exchange(models.TextChoices):
+    HTX = "htx", "HTX"
+
+
+class Status(models.TextChoices):
+    VERIFYING = "verifying", "Verifying"
+    CONNECTED = "connected", "Connected"
+    EXPIRED = "expired", "Expired"
+    WITHDRAW_ENABLED = "withdraw_enabled", "Withdrawal enabled"
+    INCORRECT_PERMISSIONS = "incorrect_permissions", "Incorrect permissions"
+    INVALID = "invalid", "Invalid"
+    IP_NOT_ALLOWED = "ip_not_allowed", "IP not allowed"
+    TEMPORARY = "temporary", "Temporary issue"
+
+
+class ConnectionQuerySet(models.QuerySet):
+    def for_owner(self, user) -> ConnectionQuerySet:
+        return self.filter(owner=user)
+
+    def pending(self) -> ConnectionQuerySet:
+        return self.filter(status=Status.VERIFYING)
+
+
+class ExchangeConnection(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exchange_connections"
+    )
+    exchange = models.CharField(max_length=16, choices=Exchange.choices, default=Exchange.HTX)
+    label = models.CharField(max_length=64, blank=True)
+
+    # Key material. Encrypted at rest (Fernet, FERNET_KEYS); NULL once destroyed. The keyed
+    # fingerprint finds duplicates without decrypting; head/tail are for display only.
+    access_key = EncryptedTextField(null=True, editable=False)
+    secret_key = EncryptedTextField(null=True, editable=False)
+    access_key_fingerprint = models.CharField(max_length=64, null=True, editable=False)
+    access_key_head = models.CharField(max_length=4, blank=True, editable=False)
+    access_key_tail = models.CharField(max_length=4, blank=True, editable=False)
+
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.VERIFYING)
+    error_kind = models.CharField(max_length=32, blank=True)  # exchanges.htx.errors.ErrorKind
+    error_detail = models.TextField(blank=True)  # raw HTX code and message, never a secret
+    # True once the key has verified successfully at least once.
+    established = models.BooleanField(default=False)
+
+    htx_uid = models.BigIntegerField(null=True, blank=True)
+    permissions = models.CharField(max_length=64, blank=True)
+    ip_addresses = models.TextField(blank=True)
+    key_expires_at = models.DateTimeField(null=True, blank=True)
+    clock_skew_ms = models.IntegerField(null=True, blank=True)
+
+    total_usdt = ExactDecimalField(null=True, blank=True)
+    total_btc = ExactDecimalField(null=True, blank=True)
+
+    # Scheduling: the database is the source of truth for pending work, not the broker.
+    attempts = models.PositiveIntegerField(default=0)  # consecutive transient failures
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # One access key, one connection, in the whole system.
+            models.UniqueConstraint(
+                fields=["exchange", "access_key_fingerprint"],
+                condition=Q(access_key_fingerprint__isnull=False),
+                name="unique_access_key_per_exchange",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "next_check_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_exchange_display()} {self.masked_access_key} ({self.status})"
+
+    @property
+    def masked_access_key(self) -> str:
+        return f"{self.access_key_head}…{self.access_key_tail}" if self.access_key_head else "—"
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.get_exchange_display()
+
+    @property
+    def has_keys(self) -> bool:
+        return self.access_key_fingerprint is not None
+
+
+class BalanceSnapshot(models.Model):
+    connection = models.ForeignKey(
+        ExchangeConnection, on_delete=models.CASCADE, related_name="snapshots"
+    )
+    taken_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    total_usdt = ExactDecimalField()
+    total_btc = ExactDecimalField(null=True)
+    account_types = models.JSONField(default=list)  # HTX account types that were read
+    unpriced = models.JSONField(default=list)  # currencies with no route to USDT
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        get_latest_by = "taken_at"
+
+
+class BalanceLine(models.Model):
+    snapshot = models.ForeignKey(BalanceSnapshot, on_delete=models.CASCADE, related_name="lines")
+    currency = models.CharField(max_length=32)
+    available = ExactDecimalField()  # HTX "trade"
+    in_orders = ExactDecimalField()  # HTX "frozen"
+    total = ExactDecimalField()
+    price_usdt = ExactDecimalField(null=True)
+    value_usdt = ExactDecimalField(null=True)
+
+    class Meta:
+        ordering = ["currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "currency"], name="one_line_per_currency")
+        ]
+
+
+class ConnectionEvent(models.Model):
+    connection = models.ForeignKey(
+        ExchangeConnection, on_delete=models.CASCADE, related_name="events"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=32, choices=Status.choices)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]

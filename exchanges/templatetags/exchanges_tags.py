@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+from django.template.defaultfilters import floatformat
+from django.utils import timezone
+from django.utils.html import format_html
+
+from exchanges.explain import EXPIRY_WARNING_DAYS, Explanation, explain
+from exchanges.models import ExchangeConnection, Status
+
+register = template.Library()
+
+_ICONS = {"ok": "✓", "pending": "", "warn": "!", "error": "✕"}
+
+
+@register.filter
+def usdt(value: Decimal | None) -> str:
+    return "—" if value is None else floatformat(value, "2g")
+
+
+@register.filter
+def btc(value: Decimal | None) -> str:
+    return "—" if value is None else floatformat(value, "8g")
+
+
+@register.filter
+def portfolio_total(connections: list[ExchangeConnection]) -> Decimal:
+    return sum((c.total_usdt for c in connections if c.total_usdt is not None), Decimal(0))
+
+
+@register.filter
+def explanation(connection: ExchangeConnection) -> Explanation:
+    return explain(connection.status, connection.error_kind)
+
+
+@register.simple_tag
+def status_badge(connection: ExchangeConnection) -> str:
+    e = explain(connection.status, connection.error_kind)
+    label, tone = connection.get_status_display(), e.tone
+    if connection.status == Status.CONNECTED and connection.key_expires_at:
+        days = (connection.key_expires_at - timezone.now()).days
+        if days <= EXPIRY_WARNING_DAYS:
+            label, tone = f"Expires in {max(days, 0)} days", "warn"
+    spinner = format_html('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
+    return format_html('<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
+                       tone, spinner, _ICONS[tone], label)

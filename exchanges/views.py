@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import selectors, services
+from .explain import explain
+from .forms import HtxConnectionForm
+from .models import Exchange, Status
+
+MODAL_BODY = "modal-body"
+
+
+def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) -> HttpResponse:
+    """One template serves three ways: a whole page without JS, a <dialog> when htmx opens
+    it, and just the dialog's content when a step inside the open dialog asks for the next."""
+    if request.htmx and request.htmx.target == MODAL_BODY:
+        return render(request, f"{template}#content", context, **kwargs)
+    base = "_modal.html" if request.htmx else "_base.html"
+    return render(request, template, {**context, "base_template": base}, **kwargs)
+
+
+@login_required
+@require_GET
+def connection_list(request: HttpRequest) -> HttpResponse:
+    connections = selectors.connections_for_list(request.user)
+    context = {
+        "connections": connections,
+        "pending": any(c.status in (Status.VERIFYING, Status.TEMPORARY) for c in connections),
+    }
+    template = "exchanges/connection_list.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#connection-list"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def connection_add(request: HttpRequest) -> HttpResponse:
+    return _render_modal(request, "exchanges/connection_add_modal.html", {"exchanges": Exchange})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def connection_add_htx(request: HttpRequest) -> HttpResponse:
+    form = HtxConnectionForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        connection = services.connection_create(owner=request.user, exchange=Exchange.HTX,
+                                                **form.cleaned_data)
+        if not request.htmx:
+            return redirect("exchanges:connection-verification", pk=connection.pk)
+        response = _verification_response(request, connection)
+        response["HX-Trigger"] = "connectionChanged"
+        return response
+    return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})
+
+
+@login_required
+@require_GET
+def connection_verification(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    if connection.status == Status.CONNECTED and not request.htmx:
+        messages.success(request, f"{connection.display_name} is connected.")
+        return redirect("exchanges:connection-list")
+    return _verification_response(request, connection)
+
+
+def _verification_response(request: HttpRequest, connection) -> HttpResponse:
+    done = connection.status not in (Status.VERIFYING, Status.TEMPORARY)
+    context = {
+        "connection": connection,
+        "explanation": explain(connection.status, connection.error_kind),
+        "done": done,
+        "form": None if not done or connection.status == Status.CONNECTED
+        else HtxConnectionForm(initial={"label": connection.label}),
+        "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
+    }
+    response = _render_modal(request, "exchanges/connection_verification_modal.html", context)
+    if request.htmx and done:
+        events = {"connectionChanged": True}
+        if connection.status == Status.CONNECTED:
+            events["closeModal"] = True
+        response["HX-Trigger"] = json.dumps(events)
+    return response
