@@ -34,12 +34,14 @@ class HtxConnectionForm(forms.Form):
     )
     access_key = forms.CharField(
         label="API Key", max_length=512, strip=True,
+        error_messages={"required": "Paste your HTX API Key."},
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
                                       "autocapitalize": "off", "translate": "no"}),
         help_text="HTX calls it the Access Key.",
     )
     secret_key = forms.CharField(
         label="Secret Key", max_length=512, strip=True,
+        error_messages={"required": "Paste your HTX Secret Key."},
         # render_value=False: the secret is never sent back to the browser.
         widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false",
                                           "autocapitalize": "off", "translate": "no"}),

@@ -1,0 +1,187 @@
+"""Verification and refresh, in-process, against the HTX sandbox over real HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection as db
+from django.utils import timezone
+
+from exchanges import services
+from exchanges.htx.sandbox import load_tickers
+from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
+from exchanges.valuation import price_in_usdt
+from tests.conftest import demo_key
+
+pytestmark = pytest.mark.django_db
+
+GOOD = demo_key("demo: good key")
+
+
+def _submit(owner, key) -> ExchangeConnection:
+    return services.connection_create(owner=owner, exchange="htx", label="", access_key=key[0], secret_key=key[1])
+
+
+def _tickers() -> list[dict]:
+    return load_tickers()
+
+
+def _expected_total(sandbox, access_key: str) -> Decimal:
+    prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
+    total = Decimal(0)
+    for account in sandbox.accounts[access_key]["accounts"]:
+        for line in account["list"]:
+            if line["type"] in ("trade", "frozen"):
+                price = price_in_usdt(line["currency"], prices)
+                total += Decimal(line["balance"]) * (price or 0)
+    return total
+
+
+def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.established
+    assert connection.htx_uid == sandbox.accounts[GOOD[0]]["uid"]
+    assert connection.permissions == "readOnly,trade"
+    assert connection.key_expires_at is not None
+    assert connection.total_usdt == _expected_total(sandbox, GOOD[0])
+    assert connection.total_usdt > 0
+    snapshot = BalanceSnapshot.objects.get(connection=connection)
+    assert "spot" in snapshot.account_types
+    lines = {line.currency: line for line in snapshot.lines.all()}
+    assert lines["usdt"].in_orders > 0  # funds in open orders are counted
+    assert lines["usdt"].total == lines["usdt"].available + lines["usdt"].in_orders
+    assert connection.next_check_at > timezone.now()
+
+
+def test_an_asset_without_a_usdt_pair_is_valued_through_btc(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_verify(connection_id=connection.pk)
+    lines = {line.currency: line for line in BalanceSnapshot.objects.get(connection=connection).lines.all()}
+    tickers = {t["symbol"] for t in _tickers()}
+    btc_only = [c for c in lines if f"{c}usdt" not in tickers and f"{c}btc" in tickers]
+    assert btc_only, "the demo account holds a coin that only has a BTC pair"
+    assert all(lines[c].value_usdt and lines[c].value_usdt > 0 for c in btc_only)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("demo: same user, key with withdraw", Status.WITHDRAW_ENABLED),
+        ("demo: bound to ip 203", Status.IP_NOT_ALLOWED),
+        ("demo: expired", Status.EXPIRED),
+        ("demo: read-only", Status.INCORRECT_PERMISSIONS),
+    ],
+)
+def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, status):
+    connection = _submit(alice, demo_key(kind))
+    assert services.connection_verify(connection_id=connection.pk) == status
+    connection.refresh_from_db()
+    assert not connection.established
+    assert connection.access_key is None and connection.secret_key is None
+    assert connection.access_key_fingerprint is None
+    assert connection.total_usdt is None
+    assert not BalanceSnapshot.objects.filter(connection=connection).exists()
+    with db.cursor() as cursor:
+        cursor.execute("SELECT access_key, secret_key FROM exchanges_exchangeconnection WHERE id = %s",
+                       [connection.pk])
+        assert cursor.fetchone() == (None, None)
+
+
+def test_a_wrong_secret_is_invalid_with_htxs_own_words_kept_for_details(sandbox, alice):
+    connection = _submit(alice, (GOOD[0], "0badbad0-11111111-22222222-33333"))
+    assert services.connection_verify(connection_id=connection.pk) == Status.INVALID
+    connection.refresh_from_db()
+    assert connection.error_kind == "invalid_signature"
+    assert "Verification failure" in connection.error_detail
+    assert "0badbad0" not in connection.error_detail
+
+
+def test_a_wrong_access_key_is_invalid(sandbox, alice):
+    connection = _submit(alice, ("demo0000-00000000-00000000-00000", GOOD[1]))
+    assert services.connection_verify(connection_id=connection.pk) == Status.INVALID
+    connection.refresh_from_db()
+    assert connection.error_kind == "invalid_access_key"
+
+
+def test_htx_unreachable_keeps_the_key_and_retries_later(sandbox, alice):
+    sandbox.faults.update(http_status=503)
+    connection = _submit(alice, GOOD)
+    assert services.connection_verify(connection_id=connection.pk) == Status.TEMPORARY
+    connection.refresh_from_db()
+    assert connection.access_key == GOOD[0] and connection.secret_key == GOOD[1]
+    assert connection.next_check_at > timezone.now()
+    assert connection.attempts == 1
+    # Not due yet: the sweeper leaves it alone. Once due, it is verified again and connects.
+    assert connection.pk not in services.connections_to_verify()
+    ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
+    assert connection.pk in services.connections_to_verify()
+    sandbox.faults.clear()
+    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
+
+
+def test_verifying_twice_is_harmless(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
+    assert services.connection_verify(connection_id=connection.pk) is None
+    assert BalanceSnapshot.objects.filter(connection=connection).count() == 1
+
+
+def test_a_claimed_connection_is_not_taken_by_a_second_worker(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    ExchangeConnection.objects.filter(pk=connection.pk).update(
+        claimed_until=timezone.now() + timedelta(seconds=60))
+    assert services.connection_verify(connection_id=connection.pk) is None
+
+
+def test_the_sweeper_finds_verifications_whose_message_was_lost(sandbox, alice, settings):
+    settings.VERIFY_STALE_SECONDS = 0
+    connection = _submit(alice, GOOD)
+    assert services.connections_to_verify() == [connection.pk]
+
+
+def test_a_refresh_keeps_the_last_good_balance_when_htx_fails(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_verify(connection_id=connection.pk)
+    ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
+    connection.refresh_from_db()
+    good_total = connection.total_usdt
+    sandbox.faults.update(maintenance=True)
+    assert services.connection_refresh(connection_id=connection.pk) == Status.TEMPORARY
+    connection.refresh_from_db()
+    assert connection.total_usdt == good_total
+    assert connection.established and connection.has_keys
+    assert ConnectionEvent.objects.filter(connection=connection, status=Status.TEMPORARY).exists()
+
+
+def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_verify(connection_id=connection.pk)
+    assert services.connection_refresh(connection_id=connection.pk) is None  # not due yet
+    ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
+    assert connection.pk in services.connections_due_for_refresh()
+    sandbox.accounts[GOOD[0]]["accounts"][0]["list"].append(
+        {"currency": "usdt", "type": "trade", "balance": "1000.000000000000000000"})
+    before = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
+    assert services.connection_refresh(connection_id=connection.pk) == Status.CONNECTED
+    after = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
+    assert after - before == Decimal(1000)
+    assert BalanceSnapshot.objects.filter(connection=connection).count() == 2
+
+
+def test_a_new_attempt_replaces_earlier_failed_attempts(sandbox, alice):
+    failed = _submit(alice, demo_key("demo: expired"))
+    services.connection_verify(connection_id=failed.pk)
+    _submit(alice, GOOD)
+    assert not ExchangeConnection.objects.filter(pk=failed.pk).exists()
+
+
+def test_tickers_are_fetched_once_and_shared(sandbox, alice):
+    from django.core.cache import cache
+
+    first = _submit(alice, GOOD)
+    services.connection_verify(connection_id=first.pk)
+    assert cache.get(services.TICKERS_CACHE_KEY)["btcusdt"]

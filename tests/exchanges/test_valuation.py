@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from exchanges.htx.types import Account, AccountBalance, BalanceLine
+from exchanges.valuation import price_in_usdt, value_balances
+
+PRICES = {"btcusdt": D("60000"), "ethusdt": D("3000"), "xyzbtc": D("0.0001"), "abceth": D("0.01")}
+
+
+def _balance(kind: str, *lines: tuple[str, str, str]) -> AccountBalance:
+    return AccountBalance(Account(id=1, type=kind, state="working"),
+                          tuple(BalanceLine(c, t, D(b)) for c, t, b in lines))
+
+
+def test_usdt_is_worth_one():
+    assert price_in_usdt("usdt", PRICES) == D(1)
+
+
+def test_a_coin_without_a_usdt_pair_is_valued_through_btc_then_eth():
+    assert price_in_usdt("xyz", PRICES) == D("6.0000")
+    assert price_in_usdt("abc", PRICES) == D("30.00")
+
+
+def test_a_coin_with_no_route_is_unpriced():
+    assert price_in_usdt("nope", PRICES) is None
+
+
+def test_available_and_in_orders_are_summed_across_accounts_exactly():
+    valuation = value_balances(
+        [
+            _balance("spot", ("usdt", "trade", "91.850043797676510303"), ("usdt", "frozen", "5.160000000000000015"),
+                     ("btc", "trade", "0.5"), ("nope", "trade", "3")),
+            _balance("otc", ("usdt", "trade", "1"), ("eth", "frozen", "0")),
+        ],
+        PRICES,
+    )
+    usdt = next(h for h in valuation.holdings if h.currency == "usdt")
+    assert usdt.available == D("92.850043797676510303")
+    assert usdt.in_orders == D("5.160000000000000015")
+    assert valuation.total_usdt == D("98.010043797676510318") + D("30000")
+    assert valuation.unpriced == ("nope",)
+    assert valuation.account_types == ("spot", "otc")
+    # Zero balances are not holdings.
+    assert "eth" not in {h.currency for h in valuation.holdings}
+    assert valuation.total_btc == valuation.total_usdt / D("60000")
+
+
+def test_margin_loans_and_interest_are_not_counted_as_trading_balance():
+    valuation = value_balances([_balance("margin", ("usdt", "trade", "10"), ("usdt", "loan", "-100"),
+                                         ("usdt", "interest", "-1"))], PRICES)
+    assert valuation.total_usdt == D("10")

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from exchanges.models import ExchangeConnection, Status
+from exchanges.services import access_key_fingerprint
+
+KEY = "demo1a2b-c3d4e5f6-0a1b2c3d-4e5f6"
+SECRET = "5f2e8d1c-9a7b3c4d-11223344-aabbc"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+pytestmark = pytest.mark.django_db
+
+
+def _connection(owner, status=Status.CONNECTED, **fields):
+    return ExchangeConnection.objects.create(
+        owner=owner, access_key=KEY, secret_key=SECRET, access_key_fingerprint=access_key_fingerprint(KEY),
+        access_key_head=KEY[:4], access_key_tail=KEY[-4:], status=status, **fields,
+    )
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def _urls(pk: int = 1) -> list[str]:
+    return [
+        reverse("exchanges:connection-list"),
+        reverse("exchanges:connection-add"),
+        reverse("exchanges:connection-add-htx"),
+        reverse("exchanges:connection-verification", args=[pk]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_it_requires_login(client, index):
+    url = _urls()[index]
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+def test_the_empty_list_explains_connecting_and_that_keys_cannot_withdraw(alice_client):
+    response = alice_client.get(reverse("exchanges:connection-list"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Connect your first exchange" in body
+    assert "can never move money out" in body
+    assert "Add New Exchange" in body
+
+
+def test_the_list_shows_a_connected_key_masked_with_its_balance(alice_client, alice):
+    _connection(alice, total_usdt="12345.678", label="Main")
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert "Main" in body and "demo…e5f6" in body
+    assert "12,345.68 USDT" in body
+    assert "Connected" in body
+    assert SECRET not in body and KEY not in body
+
+
+def test_an_htmx_request_gets_only_the_list_fragment(alice_client):
+    response = alice_client.get(reverse("exchanges:connection-list"), **HTMX)
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="connection-list"')
+    assert "<html" not in body
+
+
+def test_the_add_dialog_is_a_dialog_for_htmx_and_a_page_without_js(alice_client):
+    url = reverse("exchanges:connection-add")
+    dialog = alice_client.get(url, **HTMX).content.decode()
+    page = alice_client.get(url).content.decode()
+    assert dialog.lstrip().startswith("<dialog") and "<html" not in dialog
+    assert "<html" in page and "<dialog" not in page
+    for body in (dialog, page):
+        assert reverse("exchanges:connection-add-htx") in body
+
+
+def test_a_step_inside_the_open_dialog_gets_only_the_dialog_content(alice_client):
+    body = alice_client.get(reverse("exchanges:connection-add-htx"), HTTP_HX_TARGET="modal-body", **HTMX).content.decode()
+    assert "<dialog" not in body and "<html" not in body
+    assert 'name="secret_key"' in body
+
+
+def test_connecting_stores_the_key_encrypted_and_queues_verification_after_commit(
+    alice_client, alice, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = alice_client.post(reverse("exchanges:connection-add-htx"),
+                                     {"label": "Main", "access_key": KEY, "secret_key": SECRET})
+    connection = ExchangeConnection.objects.get(owner=alice)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("exchanges:connection-verification", args=[connection.pk])
+    assert connection.status == Status.VERIFYING
+    assert connection.masked_access_key == "demo…e5f6"
+    assert (connection.access_key, connection.secret_key) == (KEY, SECRET)
+    assert len(callbacks) == 1
+
+
+def test_an_htmx_connect_answers_with_the_live_verification_fragment(alice_client):
+    response = alice_client.post(reverse("exchanges:connection-add-htx"),
+                                 {"label": "", "access_key": KEY, "secret_key": SECRET},
+                                 HTTP_HX_TARGET="modal-body", **HTMX)
+    body = response.content.decode()
+    assert response["HX-Trigger"] == "connectionChanged"
+    assert 'data-status="verifying"' in body
+    assert "hx-trigger=\"load delay:1s\"" in body
+    assert "Verifying your key with HTX" in body
+
+
+def test_bad_input_gets_a_clear_message_and_changes_nothing(alice_client):
+    response = alice_client.post(reverse("exchanges:connection-add-htx"),
+                                 {"label": "", "access_key": " ", "secret_key": "ключ"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Paste your HTX API Key." in body
+    assert "characters HTX never uses" in body
+    assert ExchangeConnection.objects.count() == 0
+
+
+def test_the_secret_is_never_sent_back_to_the_browser(alice_client):
+    response = alice_client.post(reverse("exchanges:connection-add-htx"),
+                                 {"label": "", "access_key": "x", "secret_key": SECRET})
+    assert SECRET not in response.content.decode()
+
+
+def test_a_connected_verification_closes_the_dialog_and_refreshes_the_list(alice_client, alice):
+    connection = _connection(alice, total_usdt="10")
+    response = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk]),
+                                HTTP_HX_TARGET="modal-body", **HTMX)
+    assert json.loads(response["HX-Trigger"]) == {"connectionChanged": True, "closeModal": True}
+    assert "hx-get" not in response.content.decode()
+
+
+def test_without_js_a_connected_verification_redirects_to_the_list(alice_client, alice):
+    connection = _connection(alice)
+    response = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("exchanges:connection-list")
+
+
+def test_without_js_a_pending_verification_page_refreshes_itself(alice_client, alice):
+    connection = _connection(alice, status=Status.VERIFYING)
+    body = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk])).content.decode()
+    assert '<meta http-equiv="refresh" content="2">' in body
+
+
+def test_a_failed_verification_keeps_the_dialog_open_with_the_reason_and_a_new_form(alice_client, alice):
+    connection = _connection(alice, status=Status.IP_NOT_ALLOWED, error_kind="ip_not_allowed",
+                             error_detail="api-signature-not-valid: Signature not valid: Incorrect IP address")
+    response = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk]),
+                                HTTP_HX_TARGET="modal-body", **HTMX)
+    body = response.content.decode()
+    assert json.loads(response["HX-Trigger"]) == {"connectionChanged": True}
+    assert "This key only works from other IP addresses" in body
+    assert "Incorrect IP address" in body  # raw detail, in a disclosure
+    assert 'name="secret_key"' in body
+
+
+def test_another_users_connection_is_not_found(client, alice, bob):
+    connection = _connection(alice)
+    client.force_login(bob)
+    assert client.get(reverse("exchanges:connection-verification", args=[connection.pk])).status_code == 404
+    assert KEY[:4] not in client.get(reverse("exchanges:connection-list")).content.decode()
+
+
+@pytest.mark.parametrize("name", ["exchanges:connection-list", "exchanges:connection-add"])
+def test_read_only_pages_refuse_post(alice_client, name):
+    assert alice_client.post(reverse(name)).status_code == 405
+
+
+def test_connecting_without_a_csrf_token_is_refused(alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    response = client.post(reverse("exchanges:connection-add-htx"),
+                           {"label": "", "access_key": KEY, "secret_key": SECRET}, **HTMX)
+    assert response.status_code == 403
+    assert ExchangeConnection.objects.count() == 0
+
+
+def test_the_list_runs_a_fixed_number_of_queries(alice_client, alice, django_assert_num_queries):
+    url = reverse("exchanges:connection-list")
+    alice_client.get(url)  # warm the session
+    with django_assert_num_queries(3) as captured:
+        alice_client.get(url)
+    for _ in range(5):
+        ExchangeConnection.objects.create(owner=alice, status=Status.CONNECTED, total_usdt="1")
+    with django_assert_num_queries(len(captured)):
+        alice_client.get(url)

@@ -1,0 +1,170 @@
+"""Our HTX client against the HTX sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from decimal import Decimal
+
+import pytest
+
+from exchanges.htx.client import HtxClient, redact
+from exchanges.htx.errors import ErrorKind, HtxError, classify
+from tests.conftest import demo_key
+
+GOOD = demo_key("demo: good key")
+
+
+def _client(sandbox, key=GOOD, **kwargs) -> HtxClient:
+    return HtxClient(sandbox.url, access_key=key[0], secret_key=key[1], **kwargs)
+
+
+def test_it_reads_uid_key_info_accounts_and_balances(sandbox):
+    with _client(sandbox) as client:
+        uid = client.uid()
+        info = client.api_key_info(uid)
+        accounts = client.accounts()
+        spot = next(a for a in accounts if a.type == "spot")
+        balance = client.balance(spot)
+    assert uid == sandbox.accounts[GOOD[0]]["uid"]
+    assert info.permissions == {"readOnly", "trade"}
+    assert info.ip_addresses == ()
+    assert info.valid_days == 83
+    assert {a.type for a in accounts} >= {"spot"}
+    assert all(isinstance(line.balance, Decimal) for line in balance.lines)
+    assert {line.type for line in balance.lines} >= {"trade", "frozen"}
+
+
+def test_it_reads_public_time_and_tickers_as_decimals(sandbox):
+    with HtxClient(sandbox.url) as client:
+        prices = client.tickers()
+        assert abs(client.sync_clock()) < 1000
+    assert isinstance(prices["btcusdt"], Decimal)
+
+
+def test_it_corrects_for_a_wrong_local_clock(sandbox):
+    sandbox.clock_offset_ms = 10 * 60 * 1000  # HTX is 10 minutes ahead of us
+    with _client(sandbox) as client:
+        with pytest.raises(HtxError) as refused:
+            client.accounts()
+        assert refused.value.kind == ErrorKind.INVALID_TIMESTAMP
+        assert not refused.value.permanent
+        offset = client.sync_clock()
+        assert abs(offset - 600_000) < 2000
+        assert client.accounts()
+
+
+@pytest.mark.parametrize(
+    ("kind", "key_of"),
+    [
+        (ErrorKind.INVALID_ACCESS_KEY, lambda: ("demoXXXX-00000000-00000000-00000", GOOD[1])),
+        (ErrorKind.INVALID_SIGNATURE, lambda: (GOOD[0], "wrong-secret-0000-1111-2222")),
+        (ErrorKind.IP_NOT_ALLOWED, lambda: demo_key("demo: bound to ip 203")),
+        (ErrorKind.KEY_EXPIRED, lambda: demo_key("demo: expired")),
+    ],
+)
+def test_it_classifies_each_refusal_as_permanent(sandbox, kind, key_of):
+    with _client(sandbox, key_of()) as client, pytest.raises(HtxError) as refused:
+        client.accounts()
+    assert refused.value.kind == kind
+    assert refused.value.permanent
+    assert refused.value.code == "api-signature-not-valid"
+
+
+def test_a_sub_user_key_is_refused_key_details_as_forbidden(sandbox):
+    with _client(sandbox, demo_key("demo: sub-user")) as client:
+        assert client.accounts()
+        with pytest.raises(HtxError) as refused:
+            client.uid()
+    assert refused.value.kind == ErrorKind.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ({"http_status": 502}, ErrorKind.UNAVAILABLE),
+        ({"maintenance": True}, ErrorKind.MAINTENANCE),
+        ({"rate_limited": True}, ErrorKind.RATE_LIMITED),
+    ],
+)
+def test_it_classifies_htx_outages_as_transient(sandbox, fault, kind):
+    sandbox.faults.update(**fault)
+    with _client(sandbox) as client, pytest.raises(HtxError) as failed:
+        client.accounts()
+    assert failed.value.kind == kind
+    assert not failed.value.permanent
+
+
+def test_a_read_timeout_is_transient_and_bounded(sandbox):
+    sandbox.faults.update(latency_ms=1500)
+    with _client(sandbox, timeout=(1, 0.3)) as client, pytest.raises(HtxError) as failed:
+        client.accounts()
+    assert failed.value.kind == ErrorKind.UNAVAILABLE
+
+
+def test_an_unreachable_htx_is_transient_and_the_error_holds_no_key(sandbox):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    client = HtxClient(f"http://127.0.0.1:{port}", access_key=GOOD[0], secret_key=GOOD[1])
+    with pytest.raises(HtxError) as failed:
+        client.accounts()
+    assert failed.value.kind == ErrorKind.UNAVAILABLE
+    text = f"{failed.value} {failed.value!r} {failed.value.detail}"
+    assert GOOD[0] not in text and GOOD[1] not in text and "Signature" not in text
+
+
+def test_it_signs_the_host_it_calls(sandbox):
+    # "localhost:PORT" and "127.0.0.1:PORT" are different hosts to sign; both work when called.
+    port = sandbox.url.rsplit(":", 1)[1]
+    with HtxClient(f"http://localhost:{port}", access_key=GOOD[0], secret_key=GOOD[1]) as client:
+        assert client.host == f"localhost:{port}"
+        assert client.accounts()
+
+
+def test_it_remembers_htx_rate_limit_headers(sandbox):
+    with _client(sandbox) as client:
+        client.accounts()
+    assert client.last_rate_limit.remaining is not None
+    assert client.last_rate_limit.expires_at_ms is not None
+
+
+def test_signing_parameters_never_reach_a_log_line(sandbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    with _client(sandbox) as client:
+        client.accounts()
+    assert GOOD[1] not in caplog.text
+    assert "Signature=" not in caplog.text or "Signature=[redacted]" in caplog.text
+
+
+def test_redact_blanks_access_key_and_signature():
+    assert redact("GET /v1/x?AccessKeyId=abc&Timestamp=1&Signature=zz%3D HTTP/1.1") == (
+        "GET /v1/x?AccessKeyId=[redacted]&Timestamp=1&Signature=[redacted] HTTP/1.1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "kind"),
+    [
+        ("api-signature-not-valid", "Signature not valid: Incorrect Access key [Access key错误]", ErrorKind.INVALID_ACCESS_KEY),
+        ("api-signature-not-valid", "Signature not valid: Verification failure [校验失败]", ErrorKind.INVALID_SIGNATURE),
+        ("api-signature-not-valid", "Signature not valid: 校验失败", ErrorKind.INVALID_SIGNATURE),
+        ("api-signature-not-valid", "Signature not valid: Invalid submission time or incorrect time format",
+         ErrorKind.INVALID_TIMESTAMP),
+        ("api-signature-not-valid", "Signature not valid: Incorrect IP address [IP地址错误]:1.2.3.4", ErrorKind.IP_NOT_ALLOWED),
+        ("api-signature-not-valid", "Signature not valid: ip地址错误", ErrorKind.IP_NOT_ALLOWED),
+        ("api-signature-not-valid", "Signature not valid: API key has no permission", ErrorKind.NO_PERMISSION),
+        ("api-signature-not-valid", "APIkey has expired", ErrorKind.KEY_EXPIRED),
+        ("api-signature-not-valid", "something new", ErrorKind.INVALID_SIGNATURE),
+        ("1003", "invalid signature", ErrorKind.INVALID_SIGNATURE),
+        ("1002", "forbidden", ErrorKind.FORBIDDEN),
+        ("login-required", "", ErrorKind.LOGIN_REQUIRED),
+        ("base-request-exceed-frequency-limit", "", ErrorKind.RATE_LIMITED),
+        ("invalid-parameter", "request limit", ErrorKind.RATE_LIMITED),
+        ("system-maintenance", "", ErrorKind.MAINTENANCE),
+        ("gateway-internal-error", "", ErrorKind.UNAVAILABLE),
+        ("whatever-new", "", ErrorKind.UNKNOWN),
+    ],
+)
+def test_it_decodes_htx_error_codes(code, message, kind):
+    assert classify(code, message) == kind
