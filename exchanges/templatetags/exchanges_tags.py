@@ -6,6 +6,7 @@ from django import template
 from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from exchanges.explain import EXPIRY_WARNING_DAYS, Explanation, explain
 from exchanges.models import ExchangeConnection, Status
@@ -43,6 +44,6 @@ def status_badge(connection: ExchangeConnection) -> str:
         days = (connection.key_expires_at - timezone.now()).days
         if days <= EXPIRY_WARNING_DAYS:
             label, tone = f"Expires in {max(days, 0)} days", "warn"
-    spinner = format_html('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
+    spinner = mark_safe('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
     return format_html('<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
                        tone, spinner, _ICONS[tone], label)
