@@ -115,8 +115,8 @@ _BY_STATUS: dict[str, Explanation] = {
     ),
     Status.WITHDRAW_ENABLED: Explanation(
         "Withdrawal permission is enabled: key refused",
-        "This key can withdraw funds from your HTX account. We never keep such a key, so it "
-        "was not stored.",
+        "This key can withdraw funds from your HTX account. We never keep a key that could "
+        "move money out, not even encrypted.",
         "On HTX, create a key with Read-Only and Trade on and Withdraw off, and connect that one.",
         "error",
     ),

@@ -27,8 +27,10 @@ def btc(value: Decimal | None) -> str:
 
 
 @register.filter
-def portfolio_total(connections: list[ExchangeConnection]) -> Decimal:
-    return sum((c.total_usdt for c in connections if c.total_usdt is not None), Decimal(0))
+def portfolio_total(connections: list[ExchangeConnection]) -> Decimal | None:
+    """Sum of the balances read so far; None while no connection has one."""
+    totals = [c.total_usdt for c in connections if c.total_usdt is not None]
+    return sum(totals, Decimal(0)) if totals else None
 
 
 @register.filter

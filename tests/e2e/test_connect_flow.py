@@ -37,7 +37,7 @@ def _open_htx_form(page) -> None:
 
 
 def test_a_trader_signs_up_connects_htx_and_sees_connected_with_the_balance(
-    page, live_server, celery_worker_process, screenshot
+    page, live_server, celery_worker_process, sandbox, screenshot
 ):
     base = live_server.url
     _sign_up(page, base, "trader@example.com")
@@ -54,8 +54,11 @@ def test_a_trader_signs_up_connects_htx_and_sees_connected_with_the_balance(
     dialog.get_by_label("Secret Key").fill(GOOD[1])
     screenshot(page, "2-connect-modal")
     url_before = page.url
+    sandbox.faults.update(latency_ms=300)  # slow HTX down so the live indicator can be seen
     dialog.get_by_role("button", name="Connect").click()
-    expect(dialog.get_by_test_id("verification")).to_be_visible()
+    expect(dialog.get_by_test_id("verification")).to_contain_text("Verifying your key with HTX")
+    screenshot(page, "3-verifying")
+    sandbox.faults.clear()
 
     # The modal closes by itself once the worker has verified the key.
     expect(dialog).to_have_count(0, timeout=30_000)
@@ -68,7 +71,7 @@ def test_a_trader_signs_up_connects_htx_and_sees_connected_with_the_balance(
     expect(row).to_contain_text("Main account")
     expect(row).to_contain_text(f"{GOOD[0][:4]}…{GOOD[0][-4:]}")
     assert GOOD[1] not in page.content()
-    screenshot(page, "3-connected")
+    screenshot(page, "4-connected")
 
     nav = page.get_by_role("navigation", name="Main")
     nav.get_by_role("button", name="Log out").click()
@@ -93,10 +96,10 @@ def test_a_withdraw_enabled_key_is_refused_in_the_modal_and_not_kept(
 
     alert = dialog.get_by_role("alert")
     expect(alert).to_contain_text("Withdrawal permission is enabled", timeout=30_000)
-    expect(alert).to_contain_text("was not stored")
+    expect(alert).to_contain_text("Nothing was stored")
     expect(dialog).to_be_visible()  # stays open with the reason and a form to try again
     expect(dialog.get_by_label("Secret Key")).to_have_value("")
-    screenshot(page, "4-withdraw-refused")
+    screenshot(page, "5-withdraw-refused")
     connection = ExchangeConnection.objects.get()
     assert connection.secret_key is None and connection.access_key is None
     row = page.get_by_test_id("connection")
