@@ -30,8 +30,11 @@ def main() -> None:
         env["SANDBOX_PORT"] = str(port)
         env["HTX_API_URL"] = f"http://127.0.0.1:{port}"
         processes.append("sandbox")
-    print(f"Dashboard: http://127.0.0.1:{env['WEB_PORT']}/   HTX API: {env.get('HTX_API_URL', 'https://api.huobi.pro')}"
-          f"   Redis: {env['REDIS_URL']}", flush=True)
+    print(
+        f"Dashboard: http://127.0.0.1:{env['WEB_PORT']}/   HTX API: {env.get('HTX_API_URL', 'https://api.huobi.pro')}"
+        f"   Redis: {env['REDIS_URL']}",
+        flush=True,
+    )
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     os.chdir(ROOT)

@@ -28,8 +28,21 @@ def free_port() -> int:
 
 
 def command(port: int) -> list[str]:
-    return [server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+    return [
+        server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
 
 
 def start(port: int | None = None, timeout: float = 10.0) -> tuple[subprocess.Popen, str]:

@@ -25,9 +25,7 @@ _DEV_FERNET_KEY = "dev-only-fernet-key-never-use-in-production"
 
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY) if DEBUG else env.str("SECRET_KEY")
 # Newest key first; older keys still decrypt, so a new key can be rolled in without downtime.
-FERNET_KEYS = (
-    env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY]) if DEBUG else env.list("FERNET_KEYS")
-)
+FERNET_KEYS = env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY]) if DEBUG else env.list("FERNET_KEYS")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

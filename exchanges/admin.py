@@ -6,9 +6,31 @@ from .models import ExchangeConnection
 @admin.register(ExchangeConnection)
 class ExchangeConnectionAdmin(admin.ModelAdmin):
     # No key material: only the masked key, never the access key or secret fields.
-    list_display = ("id", "owner", "exchange", "label", "masked_access_key", "status", "total_usdt", "last_refreshed_at")
+    list_display = (
+        "id",
+        "owner",
+        "exchange",
+        "label",
+        "masked_access_key",
+        "status",
+        "total_usdt",
+        "last_refreshed_at",
+    )
     list_filter = ("status", "exchange")
-    fields = ("owner", "exchange", "label", "status", "error_kind", "error_detail", "htx_uid", "permissions",
-              "ip_addresses", "key_expires_at", "total_usdt", "last_verified_at", "last_refreshed_at")
+    fields = (
+        "owner",
+        "exchange",
+        "label",
+        "status",
+        "error_kind",
+        "error_detail",
+        "htx_uid",
+        "permissions",
+        "ip_addresses",
+        "key_expires_at",
+        "total_usdt",
+        "last_verified_at",
+        "last_refreshed_at",
+    )
     readonly_fields = fields
     search_fields = ("label", "owner__email")

@@ -6,7 +6,8 @@ the decoded error kind first and on the status second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from exchanges.htx.errors import ErrorKind
 
@@ -74,25 +75,25 @@ _BY_KIND: dict[str, Explanation] = {
     ErrorKind.INVALID_TIMESTAMP: Explanation(
         "HTX rejected the request time",
         "HTX refused the request's time stamp even after we corrected for the clock difference.",
-        "Nothing to do: we retry automatically.",
+        "Nothing: we retry automatically.",
         "warn",
     ),
     ErrorKind.RATE_LIMITED: Explanation(
         "HTX asked us to slow down",
         "HTX is rate-limiting requests for this account right now.",
-        "Nothing to do: we retry automatically in a moment.",
+        "Nothing: we retry automatically in a moment.",
         "warn",
     ),
     ErrorKind.MAINTENANCE: Explanation(
         "HTX is under maintenance",
         "HTX's API is down for maintenance.",
-        "Nothing to do: we retry automatically until HTX is back.",
+        "Nothing: we retry automatically until HTX is back.",
         "warn",
     ),
     ErrorKind.UNAVAILABLE: Explanation(
         "HTX could not be reached",
         "HTX did not answer, or answered with a server error.",
-        "Nothing to do: your key is kept and we retry automatically with increasing pauses.",
+        "Nothing: your key is kept and we retry automatically with increasing pauses.",
         "warn",
     ),
     ErrorKind.UNKNOWN: Explanation(
@@ -136,7 +137,21 @@ _BY_STATUS: dict[str, Explanation] = {
 _STATUS_FIRST = {Status.VERIFYING, Status.CONNECTED, Status.WITHDRAW_ENABLED}
 
 
-def explain(status: str, error_kind: str = "") -> Explanation:
-    if status not in _STATUS_FIRST and error_kind in _BY_KIND:
-        return _BY_KIND[error_kind]
-    return _BY_STATUS[status]
+# HTX ends its IP refusal with the address it saw: "...Incorrect IP address [IP地址错误]:1.2.3.4".
+_CALLER_IP = re.compile(r"IP[^:]*:\s*([0-9A-Fa-f.:]+)\s*$")
+
+
+def explain(status: str, error_kind: str = "", detail: str = "") -> Explanation:
+    if status in _STATUS_FIRST or error_kind not in _BY_KIND:
+        return _BY_STATUS[status]
+    explanation = _BY_KIND[error_kind]
+    caller = _CALLER_IP.search(detail) if error_kind == ErrorKind.IP_NOT_ALLOWED else None
+    if caller:
+        explanation = replace(
+            explanation,
+            fix=(
+                f"On HTX, edit the key and add {caller.group(1)} (the address HTX saw our request come "
+                "from) to its IP list, or clear the list."
+            ),
+        )
+    return explanation

@@ -29,22 +29,30 @@ def _clean_key(value: str, name: str) -> str:
 
 class HtxConnectionForm(forms.Form):
     label = forms.CharField(
-        required=False, max_length=64, strip=True,
+        required=False,
+        max_length=64,
+        strip=True,
         help_text="Optional, e.g. “Main account”. Only you see it.",
     )
     access_key = forms.CharField(
-        label="API Key", max_length=512, strip=True,
+        label="API Key",
+        max_length=512,
+        strip=True,
         error_messages={"required": "Paste your HTX API Key."},
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
-                                      "autocapitalize": "off", "translate": "no"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off", "translate": "no"}
+        ),
         help_text="HTX calls it the Access Key.",
     )
     secret_key = forms.CharField(
-        label="Secret Key", max_length=512, strip=True,
+        label="Secret Key",
+        max_length=512,
+        strip=True,
         error_messages={"required": "Paste your HTX Secret Key."},
         # render_value=False: the secret is never sent back to the browser.
-        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false",
-                                          "autocapitalize": "off", "translate": "no"}),
+        widget=forms.PasswordInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off", "translate": "no"}
+        ),
         help_text="Shown once by HTX when you created the key. Stored encrypted, never shown again.",
     )
 

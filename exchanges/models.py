@@ -42,7 +42,8 @@ class ExchangeConnection(models.Model):
     # fingerprint finds duplicates without decrypting; head/tail are for display only.
     access_key = EncryptedTextField(null=True, editable=False)
     secret_key = EncryptedTextField(null=True, editable=False)
-    access_key_fingerprint = models.CharField(max_length=64, null=True, editable=False)
+    # NULL (not "") once the key is destroyed, so the unique constraint ignores those rows.
+    access_key_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
     access_key_head = models.CharField(max_length=4, blank=True, editable=False)
     access_key_tail = models.CharField(max_length=4, blank=True, editable=False)
 
@@ -103,9 +104,7 @@ class ExchangeConnection(models.Model):
 
 
 class BalanceSnapshot(models.Model):
-    connection = models.ForeignKey(
-        ExchangeConnection, on_delete=models.CASCADE, related_name="snapshots"
-    )
+    connection = models.ForeignKey(ExchangeConnection, on_delete=models.CASCADE, related_name="snapshots")
     taken_at = models.DateTimeField(auto_now_add=True, db_index=True)
     total_usdt = ExactDecimalField()
     total_btc = ExactDecimalField(null=True)
@@ -115,6 +114,9 @@ class BalanceSnapshot(models.Model):
     class Meta:
         ordering = ["-taken_at", "-id"]
         get_latest_by = "taken_at"
+
+    def __str__(self) -> str:
+        return f"{self.total_usdt} USDT at {self.taken_at:%Y-%m-%d %H:%M}"
 
 
 class BalanceLine(models.Model):
@@ -128,18 +130,20 @@ class BalanceLine(models.Model):
 
     class Meta:
         ordering = ["currency"]
-        constraints = [
-            models.UniqueConstraint(fields=["snapshot", "currency"], name="one_line_per_currency")
-        ]
+        constraints = [models.UniqueConstraint(fields=["snapshot", "currency"], name="one_line_per_currency")]
+
+    def __str__(self) -> str:
+        return f"{self.total} {self.currency.upper()}"
 
 
 class ConnectionEvent(models.Model):
-    connection = models.ForeignKey(
-        ExchangeConnection, on_delete=models.CASCADE, related_name="events"
-    )
+    connection = models.ForeignKey(ExchangeConnection, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(max_length=32, choices=Status.choices)
     message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.status}: {self.message}"

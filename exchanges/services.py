@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
+from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -48,8 +49,9 @@ def access_key_fingerprint(access_key: str) -> str:
     return salted_hmac("exchanges.access_key", access_key, algorithm="sha256").hexdigest()
 
 
-def connection_create(*, owner, exchange: str, label: str, access_key: str, secret_key: str
-                      ) -> ExchangeConnection:
+def connection_create(
+    *, owner, exchange: str, label: str, access_key: str, secret_key: str
+) -> ExchangeConnection:
     """Store a new key (encrypted) as Verifying and queue its verification after commit.
 
     The form has already cleaned the input and checked for duplicates; the unique constraint
@@ -74,13 +76,23 @@ def connection_create(*, owner, exchange: str, label: str, access_key: str, secr
             status=Status.VERIFYING,
             next_check_at=timezone.now(),
         )
-        ConnectionEvent.objects.create(connection=connection, status=Status.VERIFYING,
-                                       message="Key submitted")
+        ConnectionEvent.objects.create(
+            connection=connection, status=Status.VERIFYING, message="Key submitted"
+        )
         enqueue_verification(connection.pk)
     return connection
 
 
+def connection_dismiss(*, connection: ExchangeConnection) -> None:
+    """Delete a failed attempt. A connection that holds a key or ever worked is not touched:
+    removing those is a deliberate action with its own confirmation."""
+    if connection.established or connection.has_keys:
+        raise Http404("Only a failed attempt can be dismissed")
+    connection.delete()
+
+
 # --- Working on a connection -------------------------------------------------------------------
+
 
 def _claim(connection_id: int, *, statuses: tuple[str, ...], due_only: bool) -> ExchangeConnection | None:
     """Take a connection for this worker with one conditional UPDATE; None if someone else has it.
@@ -100,8 +112,12 @@ def _claim(connection_id: int, *, statuses: tuple[str, ...], due_only: bool) -> 
 
 
 def _client_for(connection: ExchangeConnection) -> HtxClient:
-    return HtxClient(settings.HTX_API_URL, access_key=connection.access_key,
-                     secret_key=connection.secret_key, timeout=settings.HTX_TIMEOUT)
+    return HtxClient(
+        settings.HTX_API_URL,
+        access_key=connection.access_key,
+        secret_key=connection.secret_key,
+        timeout=settings.HTX_TIMEOUT,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +152,9 @@ def tickers_get(client: HtxClient) -> dict[str, Decimal]:
     if cached is not None:
         return {symbol: Decimal(price) for symbol, price in cached.items()}
     prices = client.tickers()
-    cache.set(TICKERS_CACHE_KEY, {s: str(p) for s, p in prices.items()},
-              timeout=settings.TICKERS_CACHE_SECONDS)
+    cache.set(
+        TICKERS_CACHE_KEY, {s: str(p) for s, p in prices.items()}, timeout=settings.TICKERS_CACHE_SECONDS
+    )
     return prices
 
 
@@ -201,8 +218,9 @@ def _destroy_keys(connection: ExchangeConnection) -> None:
 
 
 @transaction.atomic
-def _record_key(connection: ExchangeConnection, report: KeyReport, status: str, kind: str,
-                valuation: Valuation | None) -> str:
+def _record_key(
+    connection: ExchangeConnection, report: KeyReport, status: str, kind: str, valuation: Valuation | None
+) -> str:
     now = timezone.now()
     info = report.info
     connection.htx_uid = report.uid
@@ -214,8 +232,13 @@ def _record_key(connection: ExchangeConnection, report: KeyReport, status: str, 
     connection.error_kind = kind
     connection.error_detail = ""
     connection.attempts = 0
-    _set_status(connection, status, "Key verified with HTX" if status == Status.CONNECTED
-                else f"HTX reports permissions: {connection.permissions or 'none'}")
+    _set_status(
+        connection,
+        status,
+        "Key verified with HTX"
+        if status == Status.CONNECTED
+        else f"HTX reports permissions: {connection.permissions or 'none'}",
+    )
     if status == Status.CONNECTED:
         connection.established = True
         _save_snapshot(connection, valuation)
@@ -248,7 +271,7 @@ def _record_failure(connection: ExchangeConnection, error: HtxError) -> str:
     else:
         # Keep the key and the last good balance; try again later with growing pauses.
         _set_status(connection, Status.TEMPORARY, error.detail)
-        delay = min(settings.RETRY_BASE_SECONDS * 2 ** connection.attempts, settings.RETRY_MAX_SECONDS)
+        delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
         connection.attempts += 1
         _schedule(connection, delay)
     connection.save()
@@ -264,9 +287,15 @@ def _save_snapshot(connection: ExchangeConnection, valuation: Valuation) -> None
         unpriced=list(valuation.unpriced),
     )
     BalanceLine.objects.bulk_create(
-        BalanceLine(snapshot=snapshot, currency=h.currency, available=h.available,
-                    in_orders=h.in_orders, total=h.total, price_usdt=h.price_usdt,
-                    value_usdt=h.value_usdt)
+        BalanceLine(
+            snapshot=snapshot,
+            currency=h.currency,
+            available=h.available,
+            in_orders=h.in_orders,
+            total=h.total,
+            price_usdt=h.price_usdt,
+            value_usdt=h.value_usdt,
+        )
         for h in valuation.holdings
     )
     connection.total_usdt = valuation.total_usdt
@@ -276,6 +305,7 @@ def _save_snapshot(connection: ExchangeConnection, valuation: Valuation) -> None
 
 
 # --- Periodic work ---------------------------------------------------------------------------
+
 
 def connections_to_verify() -> list[int]:
     """Verifying rows nobody is working on (lost message, dead worker, Redis restarted) and
@@ -298,7 +328,9 @@ def connections_due_for_refresh() -> list[int]:
     free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     return list(
         ExchangeConnection.objects.filter(
-            free, status=Status.CONNECTED, next_check_at__lte=now,
+            free,
+            status=Status.CONNECTED,
+            next_check_at__lte=now,
             access_key_fingerprint__isnull=False,
         ).values_list("pk", flat=True)
     )

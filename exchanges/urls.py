@@ -9,4 +9,5 @@ urlpatterns = [
     path("add/", views.connection_add, name="connection-add"),
     path("add/htx/", views.connection_add_htx, name="connection-add-htx"),
     path("<int:pk>/verification/", views.connection_verification, name="connection-verification"),
+    path("<int:pk>/dismiss/", views.connection_dismiss, name="connection-dismiss"),
 ]

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
 from .explain import explain
@@ -30,10 +30,10 @@ def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) 
 @require_GET
 def connection_list(request: HttpRequest) -> HttpResponse:
     connections = selectors.connections_for_list(request.user)
-    context = {
-        "connections": connections,
-        "pending": any(c.status in (Status.VERIFYING, Status.TEMPORARY) for c in connections),
-    }
+    statuses = {c.status for c in connections}
+    # Poll only while something is pending: quickly while verifying, slowly while retrying.
+    poll = "2s" if Status.VERIFYING in statuses else "10s" if Status.TEMPORARY in statuses else ""
+    context = {"connections": connections, "poll": poll}
     template = "exchanges/connection_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#connection-list"
@@ -51,8 +51,9 @@ def connection_add(request: HttpRequest) -> HttpResponse:
 def connection_add_htx(request: HttpRequest) -> HttpResponse:
     form = HtxConnectionForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
-        connection = services.connection_create(owner=request.user, exchange=Exchange.HTX,
-                                                **form.cleaned_data)
+        connection = services.connection_create(
+            owner=request.user, exchange=Exchange.HTX, **form.cleaned_data
+        )
         if not request.htmx:
             return redirect("exchanges:connection-verification", pk=connection.pk)
         response = _verification_response(request, connection)
@@ -71,13 +72,25 @@ def connection_verification(request: HttpRequest, pk: int) -> HttpResponse:
     return _verification_response(request, connection)
 
 
+@login_required
+@require_POST
+def connection_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove a failed attempt (it holds no key) from the list."""
+    connection = selectors.connection_get_for_user(request.user, pk)
+    services.connection_dismiss(connection=connection)
+    if request.htmx:
+        return HttpResponse(headers={"HX-Trigger": "connectionChanged"})
+    return redirect("exchanges:connection-list")
+
+
 def _verification_response(request: HttpRequest, connection) -> HttpResponse:
     done = connection.status not in (Status.VERIFYING, Status.TEMPORARY)
     context = {
         "connection": connection,
-        "explanation": explain(connection.status, connection.error_kind),
+        "explanation": explain(connection.status, connection.error_kind, connection.error_detail),
         "done": done,
-        "form": None if not done or connection.status == Status.CONNECTED
+        "form": None
+        if not done or connection.status == Status.CONNECTED
         else HtxConnectionForm(initial={"label": connection.label}),
         "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
     }

@@ -80,17 +80,23 @@ def _fresh_tickers_cache():
 
 # --- People ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def alice(django_user_model):
-    return django_user_model.objects.create_user(username="alice", email="alice@example.com", password="pw-alice-123")
+    return django_user_model.objects.create_user(
+        username="alice", email="alice@example.com", password="pw-alice-123"
+    )
 
 
 @pytest.fixture
 def bob(django_user_model):
-    return django_user_model.objects.create_user(username="bob", email="bob@example.com", password="pw-bob-123")
+    return django_user_model.objects.create_user(
+        username="bob", email="bob@example.com", password="pw-bob-123"
+    )
 
 
 # --- The HTX sandbox -------------------------------------------------------------------------
+
 
 @pytest.fixture
 def sandbox(settings):
@@ -102,6 +108,7 @@ def sandbox(settings):
 
 # --- A real Celery worker process --------------------------------------------------------------
 
+
 def _database_url(settings_dict: dict) -> str:
     engine = settings_dict["ENGINE"]
     if engine.endswith("sqlite3"):
@@ -109,8 +116,10 @@ def _database_url(settings_dict: dict) -> str:
     user = settings_dict.get("USER") or ""
     password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
     at = "@" if user else ""
-    return (f"postgres://{user}{password}{at}{settings_dict.get('HOST') or '127.0.0.1'}:"
-            f"{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}")
+    return (
+        f"postgres://{user}{password}{at}{settings_dict.get('HOST') or '127.0.0.1'}:"
+        f"{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+    )
 
 
 @pytest.fixture
@@ -130,10 +139,26 @@ def celery_worker_process(transactional_db, sandbox, tmp_path):
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bitsgap_clone", "worker", "--pool=threads",
-             "--concurrency=4", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
-             "--without-gossip", "-n", f"test-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bitsgap_clone",
+                "worker",
+                "--pool=threads",
+                "--concurrency=4",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"test-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30
     while b" ready." not in log.read_bytes():

@@ -112,8 +112,12 @@ class HtxClient:
 
     def accounts(self) -> list[Account]:
         return [
-            Account(id=int(a["id"]), type=str(a["type"]), state=str(a.get("state", "")),
-                    subtype=str(a.get("subtype") or ""))
+            Account(
+                id=int(a["id"]),
+                type=str(a["type"]),
+                state=str(a.get("state", "")),
+                subtype=str(a.get("subtype") or ""),
+            )
             for a in self._get("/v1/account/accounts")
         ]
 
@@ -125,8 +129,7 @@ class HtxClient:
                 amount = Decimal(str(row["balance"]))
             except (KeyError, InvalidOperation):
                 continue
-            lines.append(BalanceLine(currency=str(row["currency"]), type=str(row["type"]),
-                                     balance=amount))
+            lines.append(BalanceLine(currency=str(row["currency"]), type=str(row["type"]), balance=amount))
         return AccountBalance(account=account, lines=tuple(lines))
 
     # Transport --------------------------------------------------------------------------
@@ -138,8 +141,13 @@ class HtxClient:
                 raise ValueError("signed HTX call without keys")
             now = datetime.fromtimestamp(time.time() + self.clock_offset_ms / 1000, UTC)
             query = signing.signed_query(
-                method="GET", host=self.host, path=full_path, access_key=self._access_key,
-                secret=self._secret_key, timestamp=signing.htx_timestamp(now), params=params,
+                method="GET",
+                host=self.host,
+                path=full_path,
+                access_key=self._access_key,
+                secret=self._secret_key,
+                timestamp=signing.htx_timestamp(now),
+                params=params,
             )
         else:
             query = signing.canonical_query(params or {})
@@ -150,8 +158,9 @@ class HtxClient:
             raise HtxError(ErrorKind.UNAVAILABLE, message="HTX did not answer in time", path=path) from None
         except requests.RequestException as exc:
             # The exception text can contain the URL (with AccessKeyId and Signature): drop it.
-            raise HtxError(ErrorKind.UNAVAILABLE, message=f"could not reach HTX ({type(exc).__name__})",
-                           path=path) from None
+            raise HtxError(
+                ErrorKind.UNAVAILABLE, message=f"could not reach HTX ({type(exc).__name__})", path=path
+            ) from None
         self._note_rate_limit(response)
         return _unwrap(response, path)
 
@@ -164,14 +173,22 @@ class HtxClient:
 
 def _unwrap(response: requests.Response, path: str) -> Any:
     if response.status_code >= 500:
-        raise HtxError(ErrorKind.UNAVAILABLE, code=str(response.status_code),
-                       message=f"HTX answered HTTP {response.status_code}", path=path)
+        raise HtxError(
+            ErrorKind.UNAVAILABLE,
+            code=str(response.status_code),
+            message=f"HTX answered HTTP {response.status_code}",
+            path=path,
+        )
     try:
         body = response.json()
     except ValueError:
         kind = ErrorKind.UNKNOWN if response.status_code < 500 else ErrorKind.UNAVAILABLE
-        raise HtxError(kind, code=str(response.status_code),
-                       message=f"HTX answered HTTP {response.status_code} without JSON", path=path) from None
+        raise HtxError(
+            kind,
+            code=str(response.status_code),
+            message=f"HTX answered HTTP {response.status_code} without JSON",
+            path=path,
+        ) from None
     if not isinstance(body, dict):
         raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
     # v1 envelope first: auth failures on v2 paths may come back in it too (htx-api.md §5.1).
@@ -188,8 +205,12 @@ def _unwrap(response: requests.Response, path: str) -> Any:
         message = str(body.get("message") or "")
         raise HtxError(classify(code, message), code=code, message=message, path=path)
     if response.status_code >= 400:
-        raise HtxError(ErrorKind.UNKNOWN, code=str(response.status_code),
-                       message=f"HTX answered HTTP {response.status_code}", path=path)
+        raise HtxError(
+            ErrorKind.UNKNOWN,
+            code=str(response.status_code),
+            message=f"HTX answered HTTP {response.status_code}",
+            path=path,
+        )
     raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
 
 

@@ -61,8 +61,7 @@ MAX_BODY_BYTES = 1 << 20
 SIG_INVALID = "api-signature-not-valid"
 MSG_ACCESS_KEY = "Signature not valid: Incorrect Access key [Access key错误]"
 MSG_TIME = (
-    "Signature not valid: Invalid submission time or incorrect time format "
-    "[无效的提交时间，或时间格式错误]"
+    "Signature not valid: Invalid submission time or incorrect time format [无效的提交时间，或时间格式错误]"
 )
 MSG_VERIFY = "Signature not valid: Verification failure [校验失败]"
 MSG_IP = "Signature not valid: Incorrect IP address [IP地址错误]:{ip}"
@@ -461,9 +460,7 @@ class HtxSandbox:
             # DOCS21 FAQ Q10: a wrong path answers HTTP 405 method-not-allowed. Choice: the same
             # answer for a known path called with another method; no source gives the err-msg,
             # so it is Spring's wording (HTX's API is a Java service).
-            response = _v1_error(
-                "method-not-allowed", f"Request method '{request.method}' not supported"
-            )
+            response = _v1_error("method-not-allowed", f"Request method '{request.method}' not supported")
             response.status = 405
             if route is not None:
                 response.headers.append(("Allow", "GET"))
@@ -488,9 +485,7 @@ class HtxSandbox:
 
     # -- authentication (§2, §5.2) --
 
-    def _authenticate(
-        self, request: SandboxRequest
-    ) -> tuple[str, dict[str, Any]] | SandboxResponse:
+    def _authenticate(self, request: SandboxRequest) -> tuple[str, dict[str, Any]] | SandboxResponse:
         """Check a signed request; returns (access key, key entry) or the HTX error to send.
 
         Order: parameters present, key lookup (the secret is needed to verify anything),
@@ -623,9 +618,7 @@ class HtxSandbox:
         headers = _rate_headers(remain, expire)
         if not allowed:
             return _v1_error("base-request-exceed-frequency-limit", MSG_RATE_LIMIT, headers)
-        account = next(
-            (a for a in self._account_list(entry) if str(a.get("id")) == account_id), None
-        )
+        account = next((a for a in self._account_list(entry) if str(a.get("id")) == account_id), None)
         if account is None:
             message = MSG_ACCOUNT_INEXISTENT.format(
                 uid=_thousands(str(uid)), account_id=_thousands(account_id)

@@ -35,7 +35,7 @@ def portfolio_total(connections: list[ExchangeConnection]) -> Decimal | None:
 
 @register.filter
 def explanation(connection: ExchangeConnection) -> Explanation:
-    return explain(connection.status, connection.error_kind)
+    return explain(connection.status, connection.error_kind, connection.error_detail)
 
 
 @register.simple_tag
@@ -47,5 +47,10 @@ def status_badge(connection: ExchangeConnection) -> str:
         if days <= EXPIRY_WARNING_DAYS:
             label, tone = f"Expires in {max(days, 0)} days", "warn"
     spinner = mark_safe('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
-    return format_html('<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
-                       tone, spinner, _ICONS[tone], label)
+    return format_html(
+        '<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
+        tone,
+        spinner,
+        _ICONS[tone],
+        label,
+    )

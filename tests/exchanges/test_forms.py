@@ -47,8 +47,9 @@ def test_it_refuses_the_same_value_in_both_fields():
 
 @pytest.mark.django_db
 def test_it_says_when_the_key_is_already_connected_by_the_same_user(alice):
-    ExchangeConnection.objects.create(owner=alice, access_key=KEY, secret_key=SECRET,
-                                      access_key_fingerprint=access_key_fingerprint(KEY))
+    ExchangeConnection.objects.create(
+        owner=alice, access_key=KEY, secret_key=SECRET, access_key_fingerprint=access_key_fingerprint(KEY)
+    )
     form = _form(owner=alice)
     assert not form.is_valid()
     assert form.errors["access_key"] == ["This API key is already connected to your account."]
@@ -56,8 +57,9 @@ def test_it_says_when_the_key_is_already_connected_by_the_same_user(alice):
 
 @pytest.mark.django_db
 def test_it_refuses_a_key_connected_by_another_user(alice, bob):
-    ExchangeConnection.objects.create(owner=alice, access_key=KEY, secret_key=SECRET,
-                                      access_key_fingerprint=access_key_fingerprint(KEY))
+    ExchangeConnection.objects.create(
+        owner=alice, access_key=KEY, secret_key=SECRET, access_key_fingerprint=access_key_fingerprint(KEY)
+    )
     form = _form(owner=bob)
     assert not form.is_valid()
     assert "already connected to another account" in form.errors["access_key"][0]

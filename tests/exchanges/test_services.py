@@ -21,7 +21,9 @@ GOOD = demo_key("demo: good key")
 
 
 def _submit(owner, key) -> ExchangeConnection:
-    return services.connection_create(owner=owner, exchange="htx", label="", access_key=key[0], secret_key=key[1])
+    return services.connection_create(
+        owner=owner, exchange="htx", label="", access_key=key[0], secret_key=key[1]
+    )
 
 
 def _tickers() -> list[dict]:
@@ -86,8 +88,9 @@ def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, sta
     assert connection.total_usdt is None
     assert not BalanceSnapshot.objects.filter(connection=connection).exists()
     with db.cursor() as cursor:
-        cursor.execute("SELECT access_key, secret_key FROM exchanges_exchangeconnection WHERE id = %s",
-                       [connection.pk])
+        cursor.execute(
+            "SELECT access_key, secret_key FROM exchanges_exchangeconnection WHERE id = %s", [connection.pk]
+        )
         assert cursor.fetchone() == (None, None)
 
 
@@ -133,7 +136,8 @@ def test_verifying_twice_is_harmless(sandbox, alice):
 def test_a_claimed_connection_is_not_taken_by_a_second_worker(sandbox, alice):
     connection = _submit(alice, GOOD)
     ExchangeConnection.objects.filter(pk=connection.pk).update(
-        claimed_until=timezone.now() + timedelta(seconds=60))
+        claimed_until=timezone.now() + timedelta(seconds=60)
+    )
     assert services.connection_verify(connection_id=connection.pk) is None
 
 
@@ -164,7 +168,8 @@ def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
     assert connection.pk in services.connections_due_for_refresh()
     sandbox.accounts[GOOD[0]]["accounts"][0]["list"].append(
-        {"currency": "usdt", "type": "trade", "balance": "1000.000000000000000000"})
+        {"currency": "usdt", "type": "trade", "balance": "1000.000000000000000000"}
+    )
     before = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
     assert services.connection_refresh(connection_id=connection.pk) == Status.CONNECTED
     after = ExchangeConnection.objects.get(pk=connection.pk).total_usdt

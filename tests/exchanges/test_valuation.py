@@ -9,8 +9,9 @@ PRICES = {"btcusdt": D("60000"), "ethusdt": D("3000"), "xyzbtc": D("0.0001"), "a
 
 
 def _balance(kind: str, *lines: tuple[str, str, str]) -> AccountBalance:
-    return AccountBalance(Account(id=1, type=kind, state="working"),
-                          tuple(BalanceLine(c, t, D(b)) for c, t, b in lines))
+    return AccountBalance(
+        Account(id=1, type=kind, state="working"), tuple(BalanceLine(c, t, D(b)) for c, t, b in lines)
+    )
 
 
 def test_usdt_is_worth_one():
@@ -29,8 +30,13 @@ def test_a_coin_with_no_route_is_unpriced():
 def test_available_and_in_orders_are_summed_across_accounts_exactly():
     valuation = value_balances(
         [
-            _balance("spot", ("usdt", "trade", "91.850043797676510303"), ("usdt", "frozen", "5.160000000000000015"),
-                     ("btc", "trade", "0.5"), ("nope", "trade", "3")),
+            _balance(
+                "spot",
+                ("usdt", "trade", "91.850043797676510303"),
+                ("usdt", "frozen", "5.160000000000000015"),
+                ("btc", "trade", "0.5"),
+                ("nope", "trade", "3"),
+            ),
             _balance("otc", ("usdt", "trade", "1"), ("eth", "frozen", "0")),
         ],
         PRICES,
@@ -47,6 +53,8 @@ def test_available_and_in_orders_are_summed_across_accounts_exactly():
 
 
 def test_margin_loans_and_interest_are_not_counted_as_trading_balance():
-    valuation = value_balances([_balance("margin", ("usdt", "trade", "10"), ("usdt", "loan", "-100"),
-                                         ("usdt", "interest", "-1"))], PRICES)
+    valuation = value_balances(
+        [_balance("margin", ("usdt", "trade", "10"), ("usdt", "loan", "-100"), ("usdt", "interest", "-1"))],
+        PRICES,
+    )
     assert valuation.total_usdt == D("10")

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.django_db
 
 def _connection(owner, status=Status.CONNECTED, **fields):
     return ExchangeConnection.objects.create(
-        owner=owner, access_key=KEY, secret_key=SECRET, access_key_fingerprint=access_key_fingerprint(KEY),
-        access_key_head=KEY[:4], access_key_tail=KEY[-4:], status=status, **fields,
+        owner=owner,
+        access_key=KEY,
+        secret_key=SECRET,
+        access_key_fingerprint=access_key_fingerprint(KEY),
+        access_key_head=KEY[:4],
+        access_key_tail=KEY[-4:],
+        status=status,
+        **fields,
     )
 
 
@@ -35,13 +41,14 @@ def _urls(pk: int = 1) -> list[str]:
         reverse("exchanges:connection-add"),
         reverse("exchanges:connection-add-htx"),
         reverse("exchanges:connection-verification", args=[pk]),
+        reverse("exchanges:connection-dismiss", args=[pk]),
     ]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_it_requires_login(client, index):
     url = _urls()[index]
-    response = client.get(url)
+    response = client.post(url) if "dismiss" in url else client.get(url)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_login"))
 
@@ -82,7 +89,9 @@ def test_the_add_dialog_is_a_dialog_for_htmx_and_a_page_without_js(alice_client)
 
 
 def test_a_step_inside_the_open_dialog_gets_only_the_dialog_content(alice_client):
-    body = alice_client.get(reverse("exchanges:connection-add-htx"), HTTP_HX_TARGET="modal-body", **HTMX).content.decode()
+    body = alice_client.get(
+        reverse("exchanges:connection-add-htx"), HTTP_HX_TARGET="modal-body", **HTMX
+    ).content.decode()
     assert "<dialog" not in body and "<html" not in body
     assert 'name="secret_key"' in body
 
@@ -91,8 +100,10 @@ def test_connecting_stores_the_key_encrypted_and_queues_verification_after_commi
     alice_client, alice, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks() as callbacks:
-        response = alice_client.post(reverse("exchanges:connection-add-htx"),
-                                     {"label": "Main", "access_key": KEY, "secret_key": SECRET})
+        response = alice_client.post(
+            reverse("exchanges:connection-add-htx"),
+            {"label": "Main", "access_key": KEY, "secret_key": SECRET},
+        )
     connection = ExchangeConnection.objects.get(owner=alice)
     assert response.status_code == 302
     assert response["Location"] == reverse("exchanges:connection-verification", args=[connection.pk])
@@ -103,19 +114,23 @@ def test_connecting_stores_the_key_encrypted_and_queues_verification_after_commi
 
 
 def test_an_htmx_connect_answers_with_the_live_verification_fragment(alice_client):
-    response = alice_client.post(reverse("exchanges:connection-add-htx"),
-                                 {"label": "", "access_key": KEY, "secret_key": SECRET},
-                                 HTTP_HX_TARGET="modal-body", **HTMX)
+    response = alice_client.post(
+        reverse("exchanges:connection-add-htx"),
+        {"label": "", "access_key": KEY, "secret_key": SECRET},
+        HTTP_HX_TARGET="modal-body",
+        **HTMX,
+    )
     body = response.content.decode()
     assert response["HX-Trigger"] == "connectionChanged"
     assert 'data-status="verifying"' in body
-    assert "hx-trigger=\"load delay:1s\"" in body
+    assert 'hx-trigger="load delay:1s"' in body
     assert "Verifying your key with HTX" in body
 
 
 def test_bad_input_gets_a_clear_message_and_changes_nothing(alice_client):
-    response = alice_client.post(reverse("exchanges:connection-add-htx"),
-                                 {"label": "", "access_key": " ", "secret_key": "ключ"})
+    response = alice_client.post(
+        reverse("exchanges:connection-add-htx"), {"label": "", "access_key": " ", "secret_key": "ключ"}
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert "Paste your HTX API Key." in body
@@ -124,15 +139,19 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(alice_client):
 
 
 def test_the_secret_is_never_sent_back_to_the_browser(alice_client):
-    response = alice_client.post(reverse("exchanges:connection-add-htx"),
-                                 {"label": "", "access_key": "x", "secret_key": SECRET})
+    response = alice_client.post(
+        reverse("exchanges:connection-add-htx"), {"label": "", "access_key": "x", "secret_key": SECRET}
+    )
     assert SECRET not in response.content.decode()
 
 
 def test_a_connected_verification_closes_the_dialog_and_refreshes_the_list(alice_client, alice):
     connection = _connection(alice, total_usdt="10")
-    response = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk]),
-                                HTTP_HX_TARGET="modal-body", **HTMX)
+    response = alice_client.get(
+        reverse("exchanges:connection-verification", args=[connection.pk]),
+        HTTP_HX_TARGET="modal-body",
+        **HTMX,
+    )
     assert json.loads(response["HX-Trigger"]) == {"connectionChanged": True, "closeModal": True}
     assert "hx-get" not in response.content.decode()
 
@@ -146,15 +165,24 @@ def test_without_js_a_connected_verification_redirects_to_the_list(alice_client,
 
 def test_without_js_a_pending_verification_page_refreshes_itself(alice_client, alice):
     connection = _connection(alice, status=Status.VERIFYING)
-    body = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk])).content.decode()
+    body = alice_client.get(
+        reverse("exchanges:connection-verification", args=[connection.pk])
+    ).content.decode()
     assert '<meta http-equiv="refresh" content="2">' in body
 
 
 def test_a_failed_verification_keeps_the_dialog_open_with_the_reason_and_a_new_form(alice_client, alice):
-    connection = _connection(alice, status=Status.IP_NOT_ALLOWED, error_kind="ip_not_allowed",
-                             error_detail="api-signature-not-valid: Signature not valid: Incorrect IP address")
-    response = alice_client.get(reverse("exchanges:connection-verification", args=[connection.pk]),
-                                HTTP_HX_TARGET="modal-body", **HTMX)
+    connection = _connection(
+        alice,
+        status=Status.IP_NOT_ALLOWED,
+        error_kind="ip_not_allowed",
+        error_detail="api-signature-not-valid: Signature not valid: Incorrect IP address",
+    )
+    response = alice_client.get(
+        reverse("exchanges:connection-verification", args=[connection.pk]),
+        HTTP_HX_TARGET="modal-body",
+        **HTMX,
+    )
     body = response.content.decode()
     assert json.loads(response["HX-Trigger"]) == {"connectionChanged": True}
     assert "This key only works from other IP addresses" in body
@@ -166,6 +194,9 @@ def test_another_users_connection_is_not_found(client, alice, bob):
     connection = _connection(alice)
     client.force_login(bob)
     assert client.get(reverse("exchanges:connection-verification", args=[connection.pk])).status_code == 404
+    failed = ExchangeConnection.objects.create(owner=alice, status=Status.INVALID)
+    assert client.post(reverse("exchanges:connection-dismiss", args=[failed.pk])).status_code == 404
+    assert ExchangeConnection.objects.filter(pk=failed.pk).exists()
     assert KEY[:4] not in client.get(reverse("exchanges:connection-list")).content.decode()
 
 
@@ -177,8 +208,11 @@ def test_read_only_pages_refuse_post(alice_client, name):
 def test_connecting_without_a_csrf_token_is_refused(alice):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
-    response = client.post(reverse("exchanges:connection-add-htx"),
-                           {"label": "", "access_key": KEY, "secret_key": SECRET}, **HTMX)
+    response = client.post(
+        reverse("exchanges:connection-add-htx"),
+        {"label": "", "access_key": KEY, "secret_key": SECRET},
+        **HTMX,
+    )
     assert response.status_code == 403
     assert ExchangeConnection.objects.count() == 0
 
@@ -192,3 +226,42 @@ def test_the_list_runs_a_fixed_number_of_queries(alice_client, alice, django_ass
         ExchangeConnection.objects.create(owner=alice, status=Status.CONNECTED, total_usdt="1")
     with django_assert_num_queries(len(captured)):
         alice_client.get(url)
+
+
+def test_a_failed_attempt_can_be_dismissed(alice_client, alice):
+    failed = ExchangeConnection.objects.create(owner=alice, status=Status.EXPIRED, error_kind="key_expired")
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert "Dismiss" in body and "The key was not stored." in body
+    response = alice_client.post(reverse("exchanges:connection-dismiss", args=[failed.pk]), **HTMX)
+    assert response["HX-Trigger"] == "connectionChanged"
+    assert not ExchangeConnection.objects.filter(pk=failed.pk).exists()
+
+
+def test_a_connection_holding_a_key_cannot_be_dismissed(alice_client, alice):
+    connection = _connection(alice, status=Status.TEMPORARY)
+    assert alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 404
+    assert alice_client.get(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 405
+    assert ExchangeConnection.objects.filter(pk=connection.pk).exists()
+
+
+def test_the_list_polls_only_while_something_is_pending(alice_client, alice):
+    url = reverse("exchanges:connection-list")
+    assert "every" not in alice_client.get(url, **HTMX).content.decode()
+    connection = _connection(alice, status=Status.TEMPORARY)
+    assert "every 10s" in alice_client.get(url, **HTMX).content.decode()
+    ExchangeConnection.objects.filter(pk=connection.pk).update(status=Status.VERIFYING)
+    assert "every 2s" in alice_client.get(url, **HTMX).content.decode()
+
+
+def test_an_ip_refusal_names_the_address_htx_saw(alice_client, alice):
+    connection = _connection(
+        alice,
+        status=Status.IP_NOT_ALLOWED,
+        error_kind="ip_not_allowed",
+        error_detail="api-signature-not-valid: Signature not valid: "
+        "Incorrect IP address [IP地址错误]:198.51.100.4",
+    )
+    body = alice_client.get(
+        reverse("exchanges:connection-verification", args=[connection.pk])
+    ).content.decode()
+    assert "add 198.51.100.4 (the address HTX saw our request come from)" in body

@@ -146,14 +146,33 @@ def test_redact_blanks_access_key_and_signature():
 @pytest.mark.parametrize(
     ("code", "message", "kind"),
     [
-        ("api-signature-not-valid", "Signature not valid: Incorrect Access key [Access key错误]", ErrorKind.INVALID_ACCESS_KEY),
-        ("api-signature-not-valid", "Signature not valid: Verification failure [校验失败]", ErrorKind.INVALID_SIGNATURE),
+        (
+            "api-signature-not-valid",
+            "Signature not valid: Incorrect Access key [Access key错误]",
+            ErrorKind.INVALID_ACCESS_KEY,
+        ),
+        (
+            "api-signature-not-valid",
+            "Signature not valid: Verification failure [校验失败]",
+            ErrorKind.INVALID_SIGNATURE,
+        ),
         ("api-signature-not-valid", "Signature not valid: 校验失败", ErrorKind.INVALID_SIGNATURE),
-        ("api-signature-not-valid", "Signature not valid: Invalid submission time or incorrect time format",
-         ErrorKind.INVALID_TIMESTAMP),
-        ("api-signature-not-valid", "Signature not valid: Incorrect IP address [IP地址错误]:1.2.3.4", ErrorKind.IP_NOT_ALLOWED),
+        (
+            "api-signature-not-valid",
+            "Signature not valid: Invalid submission time or incorrect time format",
+            ErrorKind.INVALID_TIMESTAMP,
+        ),
+        (
+            "api-signature-not-valid",
+            "Signature not valid: Incorrect IP address [IP地址错误]:1.2.3.4",
+            ErrorKind.IP_NOT_ALLOWED,
+        ),
         ("api-signature-not-valid", "Signature not valid: ip地址错误", ErrorKind.IP_NOT_ALLOWED),
-        ("api-signature-not-valid", "Signature not valid: API key has no permission", ErrorKind.NO_PERMISSION),
+        (
+            "api-signature-not-valid",
+            "Signature not valid: API key has no permission",
+            ErrorKind.NO_PERMISSION,
+        ),
         ("api-signature-not-valid", "APIkey has expired", ErrorKind.KEY_EXPIRED),
         ("api-signature-not-valid", "something new", ErrorKind.INVALID_SIGNATURE),
         ("1003", "invalid signature", ErrorKind.INVALID_SIGNATURE),

@@ -43,8 +43,7 @@ BOB_UID = 1002
 
 MSG_ACCESS_KEY = "Signature not valid: Incorrect Access key [Access key错误]"
 MSG_TIME = (
-    "Signature not valid: Invalid submission time or incorrect time format "
-    "[无效的提交时间，或时间格式错误]"
+    "Signature not valid: Invalid submission time or incorrect time format [无效的提交时间，或时间格式错误]"
 )
 MSG_VERIFY = "Signature not valid: Verification failure [校验失败]"
 MSG_PERMISSION = "Signature not valid: API key has no permission [API Key没有权限]"
@@ -114,9 +113,7 @@ def make_accounts() -> dict[str, dict[str, Any]]:
         EXPIRED: key("9e8d7c6b-5a4f3e2d-1c0b9a8f-7e6d5", 1003, status="expired", validDays=0),
         STALE: key("8d7c6b5a-4f3e2d1c-0b9a8f7e-6d5c4", 1003, validDays=0),
         FAR_IP: key("3c4d5e6f-7a8b9c0d-1e2f3a4b-5c6d7", 1004, ipAddresses="203.0.113.7"),
-        LOOPBACK: key(
-            "7b8c9d0e-1f2a3b4c-5d6e7f80-91a2b", 1005, ipAddresses="10.0.0.0/8,127.0.0.0/8"
-        ),
+        LOOPBACK: key("7b8c9d0e-1f2a3b4c-5d6e7f80-91a2b", 1005, ipAddresses="10.0.0.0/8,127.0.0.0/8"),
         TRADE_ONLY: key("2d3e4f5a-6b7c8d9e-0f1a2b3c-4d5e6", 1006, permission="trade"),
         SUB: key("6e5d4c3b-2a1f0e9d-8c7b6a5f-4e3d2", 1007, subUser=True, accounts=[spot(7001)]),
     }
@@ -216,9 +213,7 @@ def test_the_default_files_load_and_hold_the_five_kinds_of_keys():
     held = {(line["currency"], line["type"]) for line in spot_lines}
     assert {("usdt", "trade"), ("usdt", "frozen"), ("btc", "trade"), ("eth", "trade")} <= held
     symbols = {t["symbol"] for t in tickers}
-    btc_only = [
-        c for c, _ in held if f"{c}btc" in symbols and f"{c}usdt" not in symbols and c != "usdt"
-    ]
+    btc_only = [c for c, _ in held if f"{c}btc" in symbols and f"{c}usdt" not in symbols and c != "usdt"]
     assert btc_only, "one coin must have a btc pair but no usdt pair"
     assert {"btcusdt", "ethusdt", "ethbtc", "usdcusdt"} <= symbols
     for line in spot_lines:
@@ -366,9 +361,7 @@ def test_it_returns_balances_as_exact_string_decimals(sandbox, http):
         "seq-num": "0",
     }
     assert '"balance":"0.000000000000000001"' in response.text
-    assert all(
-        set(line) == {"currency", "type", "balance", "seq-num"} for line in body["data"]["list"]
-    )
+    assert all(set(line) == {"currency", "type", "balance", "seq-num"} for line in body["data"]["list"])
 
 
 def test_it_refuses_the_balance_of_an_account_that_is_not_the_keys(sandbox, http):
@@ -405,9 +398,7 @@ def test_it_refuses_calls_past_the_rate_limit_of_the_uid(sandbox, http):
     assert_v1_error(response, "base-request-exceed-frequency-limit", MSG_RATE)
     assert response.headers["X-HB-RateLimit-Requests-Remain"] == "0"
     # other uids and other endpoints have their own windows
-    assert (
-        signed_get(http, sandbox, "/v1/account/accounts", access_key=BOB).json()["status"] == "ok"
-    )
+    assert signed_get(http, sandbox, "/v1/account/accounts", access_key=BOB).json()["status"] == "ok"
     assert signed_get(http, sandbox, "/v1/account/accounts/2001/balance").json()["status"] == "ok"
     sandbox.reset_rate_limits()
     assert signed_get(http, sandbox, "/v1/account/accounts").json()["status"] == "ok"
@@ -433,9 +424,7 @@ def test_it_refuses_an_unknown_access_key(sandbox, http):
 
 
 def test_it_refuses_a_wrong_secret(sandbox, http):
-    response = signed_get(
-        http, sandbox, "/v1/account/accounts", secret="00000000-11111111-22222222-33333"
-    )
+    response = signed_get(http, sandbox, "/v1/account/accounts", secret="00000000-11111111-22222222-33333")
     assert_v1_error(response, "api-signature-not-valid", MSG_VERIFY)
 
 
@@ -601,6 +590,7 @@ def test_it_accepts_the_published_test_vectors(sandbox, http):
 
 def test_ccxt_signs_in_and_reads_balances(sandbox):
     import ccxt
+
     exchange = ccxt.htx({"apiKey": ALICE, "secret": sandbox.accounts[ALICE]["secret"]})
     exchange.hostname = netloc(sandbox)
     exchange.urls["hostnames"]["spot"] = netloc(sandbox)
@@ -687,9 +677,7 @@ def test_maintenance_answers_htx_maintenance_errors(sandbox, http):
 
 
 def test_a_rate_limited_fault_only_hits_the_paths_it_names(sandbox, http):
-    http.post(
-        f"{sandbox.url}/_sandbox/faults", json={"rate_limited": True, "paths": ["/v1/account"]}
-    )
+    http.post(f"{sandbox.url}/_sandbox/faults", json={"rate_limited": True, "paths": ["/v1/account"]})
     response = signed_get(http, sandbox, "/v1/account/accounts")
     assert_v1_error(response, "base-request-exceed-frequency-limit", MSG_RATE)
     assert response.headers["X-HB-RateLimit-Requests-Remain"] == "0"

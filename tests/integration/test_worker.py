@@ -23,8 +23,9 @@ def _status(pk: int) -> str | None:
 
 @pytest.mark.worker
 def test_a_worker_takes_a_submitted_key_to_connected(celery_worker_process, alice):
-    connection = services.connection_create(owner=alice, exchange="htx", label="Main",
-                                            access_key=GOOD[0], secret_key=GOOD[1])
+    connection = services.connection_create(
+        owner=alice, exchange="htx", label="Main", access_key=GOOD[0], secret_key=GOOD[1]
+    )
     assert wait_for(lambda: _status(connection.pk), timeout=30) == Status.CONNECTED
     connection.refresh_from_db()
     assert connection.total_usdt > 0
@@ -36,8 +37,9 @@ def test_a_worker_takes_a_submitted_key_to_connected(celery_worker_process, alic
 @pytest.mark.worker
 def test_a_worker_refuses_a_withdraw_enabled_key_and_destroys_it(celery_worker_process, alice):
     key = demo_key("demo: same user, key with withdraw")
-    connection = services.connection_create(owner=alice, exchange="htx", label="",
-                                            access_key=key[0], secret_key=key[1])
+    connection = services.connection_create(
+        owner=alice, exchange="htx", label="", access_key=key[0], secret_key=key[1]
+    )
     assert wait_for(lambda: _status(connection.pk), timeout=30) == Status.WITHDRAW_ENABLED
     connection.refresh_from_db()
     assert connection.secret_key is None and connection.access_key is None
@@ -49,8 +51,11 @@ def test_the_sweeper_recovers_a_verification_whose_message_was_lost(celery_worke
 
     # As if Redis restarted without persistence right after the user clicked Connect.
     connection = ExchangeConnection.objects.create(
-        owner=alice, access_key=GOOD[0], secret_key=GOOD[1],
-        access_key_fingerprint=services.access_key_fingerprint(GOOD[0]), status=Status.VERIFYING,
+        owner=alice,
+        access_key=GOOD[0],
+        secret_key=GOOD[1],
+        access_key_fingerprint=services.access_key_fingerprint(GOOD[0]),
+        status=Status.VERIFYING,
     )
     settings.VERIFY_STALE_SECONDS = 0
     assert sweep_connections() == 1  # queued by beat's sweeper, run by the worker
@@ -62,8 +67,9 @@ def test_task_messages_carry_only_the_connection_id(alice):
     from bitsgap_clone.celery import app
 
     app.control.purge()
-    connection = services.connection_create(owner=alice, exchange="htx", label="",
-                                            access_key=GOOD[0], secret_key=GOOD[1])
+    connection = services.connection_create(
+        owner=alice, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
+    )
     broker = redis.Redis.from_url(os.environ["REDIS_URL"])
     raw = broker.lrange("celery", 0, -1)
     assert len(raw) == 1

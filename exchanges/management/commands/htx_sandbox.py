@@ -15,8 +15,7 @@ def key_table(accounts: dict[str, dict[str, Any]]) -> str:
     """The demo keys as a plain-text table a newcomer can copy from."""
     rows = [("Access Key", "Secret Key", "What it is")]
     rows += [
-        (key, str(entry.get("secret", "")), str(entry.get("note", "")))
-        for key, entry in accounts.items()
+        (key, str(entry.get("secret", "")), str(entry.get("note", ""))) for key, entry in accounts.items()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {s:<{widths[1]}}  {n}".rstrip() for a, s, n in rows]
@@ -36,9 +35,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8765, help="port to listen on (0 = any)")
-        parser.add_argument(
-            "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
-        )
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         parser.add_argument("--accounts", default=None, help="accounts JSON (default: demo keys)")
         parser.add_argument("--tickers", default=None, help="tickers JSON (default: demo tickers)")
 
