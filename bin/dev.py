@@ -13,9 +13,31 @@ sys.path.insert(0, str(ROOT))
 from bitsgap_clone.embedded_redis import free_port  # noqa: E402
 
 
+def ensure_dotenv() -> None:
+    """First run: write a .env with secrets of this machine's own, so keys connected through
+    `make run` are never encrypted with the public development defaults."""
+    path = ROOT / ".env"
+    if path.exists():
+        return
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    path.write_text(
+        "# Written by `make run` on first start. Keep it private; see .env.example.\n"
+        "DEBUG=1\n"
+        f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+        f"FERNET_KEYS={Fernet.generate_key().decode()}\n"
+        f"KEY_FINGERPRINT_SECRET={secrets.token_urlsafe(50)}\n"
+    )
+    path.chmod(0o600)
+    print(f"Wrote {path} with fresh secrets for this machine.", flush=True)
+
+
 def main() -> None:
     demo = "--demo" in sys.argv[1:]
     env = os.environ
+    ensure_dotenv()
     env.setdefault("DEBUG", "1")
     # honcho gives every process its own PORT, so the web port travels as WEB_PORT.
     env["WEB_PORT"] = env.get("PORT", "8000")

@@ -7,6 +7,7 @@ default there.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Values already in the environment win over the file. ENV_FILE points elsewhere (or nowhere).
+environ.Env.read_env(os.environ.get("ENV_FILE", BASE_DIR / ".env"), overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -26,6 +28,9 @@ _DEV_FERNET_KEY = "dev-only-fernet-key-never-use-in-production"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY) if DEBUG else env.str("SECRET_KEY")
 # Newest key first; older keys still decrypt, so a new key can be rolled in without downtime.
 FERNET_KEYS = env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY]) if DEBUG else env.list("FERNET_KEYS")
+
+# Keyed hash of access keys (duplicate detection). Its own setting so SECRET_KEY can rotate.
+KEY_FINGERPRINT_SECRET = env.str("KEY_FINGERPRINT_SECRET", default=SECRET_KEY)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -154,6 +159,9 @@ BALANCE_REFRESH_SECONDS = env.int("BALANCE_REFRESH_SECONDS", default=300)
 TICKERS_CACHE_SECONDS = env.int("TICKERS_CACHE_SECONDS", default=60)
 # A connection left in Verifying longer than this (lost message, dead worker) is queued again.
 VERIFY_STALE_SECONDS = env.int("VERIFY_STALE_SECONDS", default=60)
+# A key HTX refused after it had worked (IP list, permissions) is looked at again this often,
+# so a fix made on HTX brings it back without the user doing anything here.
+RECHECK_REFUSED_SECONDS = env.int("RECHECK_REFUSED_SECONDS", default=3600)
 # Backoff for transient HTX failures: base * 2**attempt, capped, with jitter.
 RETRY_BASE_SECONDS = env.int("RETRY_BASE_SECONDS", default=30)
 RETRY_MAX_SECONDS = env.int("RETRY_MAX_SECONDS", default=1800)
@@ -170,7 +178,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task is handed to another worker after this long. It must exceed the
-# longest task (CELERY_TASK_TIME_LIMIT); the database sweeper covers anything Redis loses.
+# longest task; the claim on the row (services.CLAIM_SECONDS) and the sweeper cover the rest.
+# The thread pool does not enforce the time limits above; HTX calls have their own timeouts.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
     "socket_connect_timeout": 2,
@@ -178,16 +187,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # Do not hang a web request for long when Redis is down: the sweeper queues the work later.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-verifications": {
-        "task": "exchanges.tasks.sweep_connections",
-        "schedule": timedelta(seconds=env.int("SWEEP_SECONDS", default=30)),
-        "options": {"expires": env.int("SWEEP_SECONDS", default=30) - 1},
-    },
-    "refresh-due-balances": {
-        "task": "exchanges.tasks.refresh_due_connections",
-        "schedule": timedelta(seconds=60),
-        "options": {"expires": 59},
+    # Queues every connection due for a check: balance refreshes, retries after a transient
+    # HTX failure, and submissions whose message was lost.
+    "queue-due-checks": {
+        "task": "exchanges.tasks.queue_due_checks",
+        "schedule": timedelta(seconds=SWEEP_SECONDS),
+        "options": {"expires": max(SWEEP_SECONDS - 1, 1)},
     },
 }
 

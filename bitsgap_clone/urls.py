@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import include, path
 
 from . import views
@@ -5,5 +6,6 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
     path("exchanges/", include("exchanges.urls")),
 ]

@@ -27,8 +27,15 @@ class ConnectionQuerySet(models.QuerySet):
     def for_owner(self, user) -> ConnectionQuerySet:
         return self.filter(owner=user)
 
-    def pending(self) -> ConnectionQuerySet:
-        return self.filter(status=Status.VERIFYING)
+    def unclaimed(self, now) -> ConnectionQuerySet:
+        """Rows no worker is holding (a claim past its expiry is free again)."""
+        return self.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+
+    def needing_check(self, now) -> ConnectionQuerySet:
+        """Rows holding a key that are waiting to be verified or due for their next check."""
+        return self.filter(access_key_fingerprint__isnull=False).filter(
+            Q(status=Status.VERIFYING) | Q(next_check_at__lte=now)
+        )
 
 
 class ExchangeConnection(models.Model):

@@ -1,7 +1,9 @@
-"""Writes: creating connections, verifying keys with HTX, refreshing balances.
+"""Writes: creating connections, checking keys with HTX, keeping balances fresh.
 
-Workers call these with ids; views call ``connection_create``. HTX is only ever called from
-here (in a worker), never while rendering a page.
+One routine, ``connection_check``, verifies a newly submitted key and also refreshes a
+connected one: every check re-reads what HTX says about the key (so a key that gained Withdraw
+permission is caught) and then its balances. Workers call it with ids; HTX is only ever called
+from here, never while rendering a page.
 """
 
 from __future__ import annotations
@@ -9,29 +11,29 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Q
-from django.http import Http404
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.views.decorators.debug import sensitive_variables
 
 from exchanges.htx.client import HtxClient
 from exchanges.htx.errors import ErrorKind, HtxError
-from exchanges.htx.types import ApiKeyInfo
+from exchanges.htx.types import Account, ApiKeyInfo
 
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
-from .valuation import Valuation, value_balances
+from .valuation import TRADING_ACCOUNT_TYPES, Valuation, value_balances
 
 logger = logging.getLogger(__name__)
 
 TICKERS_CACHE_KEY = "htx:tickers:v1"
-# A worker holds a connection this long; after that the sweeper may hand it to another.
-CLAIM_SECONDS = 120
+# A worker holds a connection this long; after that another may take it over. A check makes
+# at most 7 HTX calls, each bounded by HTX_TIMEOUT, so it ends well within this.
+CLAIM_SECONDS = 180
 
 _STATUS_BY_KIND = {
     ErrorKind.INVALID_ACCESS_KEY: Status.INVALID,
@@ -44,71 +46,99 @@ _STATUS_BY_KIND = {
 }
 
 
+class DuplicateKeyError(Exception):
+    """The access key is already connected (it lost a race with another submission)."""
+
+
+class ConnectionInUseError(Exception):
+    """A working connection cannot be dismissed; removing it is a deliberate action."""
+
+
+@sensitive_variables("access_key")
 def access_key_fingerprint(access_key: str) -> str:
     """Keyed hash of an access key: finds duplicates without decrypting every row."""
-    return salted_hmac("exchanges.access_key", access_key, algorithm="sha256").hexdigest()
+    return salted_hmac(
+        "exchanges.access_key", access_key, secret=settings.KEY_FINGERPRINT_SECRET, algorithm="sha256"
+    ).hexdigest()
 
 
+@sensitive_variables("access_key", "secret_key")
 def connection_create(
     *, owner, exchange: str, label: str, access_key: str, secret_key: str
 ) -> ExchangeConnection:
-    """Store a new key (encrypted) as Verifying and queue its verification after commit.
+    """Store a new key (encrypted) as Verifying and queue its check once committed.
 
-    The form has already cleaned the input and checked for duplicates; the unique constraint
-    on the fingerprint is the last guard against a race between two submissions.
+    The form has already cleaned the input and looked for duplicates; the unique constraint on
+    the fingerprint settles a race between two submissions of the same key.
     """
-    from .tasks import enqueue_verification
+    from .tasks import enqueue_check
 
-    with transaction.atomic():
-        # Earlier failed attempts hold no key material; a new attempt replaces them.
-        ExchangeConnection.objects.filter(
-            owner=owner, established=False, access_key_fingerprint__isnull=True
-        ).delete()
-        connection = ExchangeConnection.objects.create(
-            owner=owner,
-            exchange=exchange,
-            label=label,
-            access_key=access_key,
-            secret_key=secret_key,
-            access_key_fingerprint=access_key_fingerprint(access_key),
-            access_key_head=access_key[:4],
-            access_key_tail=access_key[-4:],
-            status=Status.VERIFYING,
-            next_check_at=timezone.now(),
-        )
-        ConnectionEvent.objects.create(
-            connection=connection, status=Status.VERIFYING, message="Key submitted"
-        )
-        enqueue_verification(connection.pk)
+    try:
+        with transaction.atomic():
+            # Earlier failed attempts hold no key material; a new attempt replaces them.
+            ExchangeConnection.objects.filter(
+                owner=owner, established=False, access_key_fingerprint__isnull=True
+            ).delete()
+            connection = ExchangeConnection.objects.create(
+                owner=owner,
+                exchange=exchange,
+                label=label,
+                access_key=access_key,
+                secret_key=secret_key,
+                access_key_fingerprint=access_key_fingerprint(access_key),
+                access_key_head=access_key[:4],
+                access_key_tail=access_key[-4:],
+                status=Status.VERIFYING,
+            )
+            ConnectionEvent.objects.create(
+                connection=connection, status=Status.VERIFYING, message="Key submitted"
+            )
+            enqueue_check(connection.pk)
+    except IntegrityError:
+        raise DuplicateKeyError from None
     return connection
 
 
 def connection_dismiss(*, connection: ExchangeConnection) -> None:
-    """Delete a failed attempt. A connection that holds a key or ever worked is not touched:
-    removing those is a deliberate action with its own confirmation."""
-    if connection.established or connection.has_keys:
-        raise Http404("Only a failed attempt can be dismissed")
+    """Delete a connection that is not in use, with any key it still holds: a failed attempt,
+    a first attempt still being retried (the user gives up on it), or a connection whose key
+    was destroyed."""
+    if connection.established and connection.has_keys:
+        raise ConnectionInUseError
     connection.delete()
 
 
-# --- Working on a connection -------------------------------------------------------------------
+# --- Checking a key ----------------------------------------------------------------------------
 
 
-def _claim(connection_id: int, *, statuses: tuple[str, ...], due_only: bool) -> ExchangeConnection | None:
-    """Take a connection for this worker with one conditional UPDATE; None if someone else has it.
+def _claim(connection_id: int) -> ExchangeConnection | None:
+    """Take a connection that needs a check, with one conditional UPDATE.
 
-    Running the same task twice is harmless: the second one finds the claim taken (or the work
-    done) and returns.
+    None when there is nothing to do or another worker has it, so a duplicate task message is
+    harmless. The claim's expiry doubles as its token: results are only written while it holds.
     """
     now = timezone.now()
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    due = Q(next_check_at__isnull=True) | Q(next_check_at__lte=now) if due_only else Q()
-    taken = ExchangeConnection.objects.filter(
-        free, due, pk=connection_id, status__in=statuses, access_key_fingerprint__isnull=False
-    ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    token = now + timedelta(seconds=CLAIM_SECONDS)
+    taken = (
+        ExchangeConnection.objects.unclaimed(now)
+        .needing_check(now)
+        .filter(pk=connection_id)
+        .update(claimed_until=token)
+    )
     if not taken:
         return None
-    return ExchangeConnection.objects.get(pk=connection_id)
+    connection = ExchangeConnection.objects.get(pk=connection_id)
+    connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
+    return connection
+
+
+def _still_ours(connection: ExchangeConnection) -> bool:
+    """Inside a transaction: lock the row and check our claim was not taken over meanwhile."""
+    return (
+        ExchangeConnection.objects.select_for_update()
+        .filter(pk=connection.pk, claimed_until=connection.claimed_until)
+        .exists()
+    )
 
 
 def _client_for(connection: ExchangeConnection) -> HtxClient:
@@ -124,15 +154,16 @@ def _client_for(connection: ExchangeConnection) -> HtxClient:
 class KeyReport:
     uid: int
     info: ApiKeyInfo
+    accounts: list[Account]
     skew_ms: int
 
 
 def _inspect_key(client: HtxClient) -> KeyReport:
     skew = client.sync_clock()
     # The accounts call proves key, secret and IP binding at once; it works for every key type.
-    client.accounts()
+    accounts = client.accounts()
     uid = client.uid()
-    return KeyReport(uid=uid, info=client.api_key_info(uid), skew_ms=skew)
+    return KeyReport(uid=uid, info=client.api_key_info(uid), accounts=accounts, skew_ms=skew)
 
 
 def _status_from_key(info: ApiKeyInfo) -> tuple[str, str]:
@@ -158,51 +189,40 @@ def tickers_get(client: HtxClient) -> dict[str, Decimal]:
     return prices
 
 
-def _read_balances(client: HtxClient) -> Valuation:
-    balances = [client.balance(account) for account in client.accounts()]
+def _read_balances(client: HtxClient, accounts: list[Account]) -> Valuation:
+    balances = []
+    for account in accounts:
+        if account.type not in TRADING_ACCOUNT_TYPES:
+            continue
+        try:
+            balances.append(client.balance(account))
+        except HtxError as error:
+            if account.type == "spot" or not error.permanent:
+                raise
+            # otc/point balances are extras: one HTX refuses does not sink the spot balance.
+            logger.warning("Skipping HTX %s account of connection: %s", account.type, error.kind)
     return value_balances(balances, tickers_get(client))
 
 
-def connection_verify(*, connection_id: int) -> str | None:
-    """Verify a submitted key with HTX and read its balances. Returns the new status."""
-    connection = _claim(connection_id, statuses=(Status.VERIFYING, Status.TEMPORARY), due_only=False)
+def connection_check(*, connection_id: int) -> str | None:
+    """Check a key with HTX and read its balances. Returns the new status, or None when
+    another worker had it or there was nothing to do."""
+    connection = _claim(connection_id)
     if connection is None:
         return None
     try:
         with _client_for(connection) as client:
             report = _inspect_key(client)
             status, kind = _status_from_key(report.info)
-            valuation = _read_balances(client) if status == Status.CONNECTED else None
+            valuation = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
     except HtxError as error:
         return _record_failure(connection, error)
     return _record_key(connection, report, status, kind, valuation)
 
 
-def connection_refresh(*, connection_id: int) -> str | None:
-    """Re-read balances of a working key; a failure keeps the last good balance."""
-    # A failing key (Temporary issue) is not refreshed but verified again in full by the
-    # sweeper, since its permissions may have changed meanwhile.
-    connection = _claim(connection_id, statuses=(Status.CONNECTED,), due_only=True)
-    if connection is None:
-        return None
-    try:
-        with _client_for(connection) as client:
-            client.sync_clock()
-            valuation = _read_balances(client)
-    except HtxError as error:
-        return _record_failure(connection, error)
-    with transaction.atomic():
-        _save_snapshot(connection, valuation)
-        connection.attempts = 0
-        _schedule(connection, settings.BALANCE_REFRESH_SECONDS)
-        connection.save()
-    return connection.status
-
-
-def _schedule(connection: ExchangeConnection, seconds: float) -> None:
+def _later(seconds: float) -> datetime:
     # Jitter so keys connected together do not all hit HTX in the same second.
-    connection.next_check_at = timezone.now() + timedelta(seconds=seconds * random.uniform(0.9, 1.1))
-    connection.claimed_until = None
+    return timezone.now() + timedelta(seconds=seconds * random.uniform(0.9, 1.1))
 
 
 def _set_status(connection: ExchangeConnection, status: str, message: str) -> None:
@@ -217,64 +237,75 @@ def _destroy_keys(connection: ExchangeConnection) -> None:
     connection.access_key_fingerprint = None
 
 
-@transaction.atomic
+def _after_refusal(connection: ExchangeConnection) -> None:
+    """A key HTX refused: drop it if it never worked; otherwise keep it and look again now and
+    then, so a fix made on HTX (IP list, permissions) brings it back by itself."""
+    if connection.established:
+        connection.next_check_at = _later(settings.RECHECK_REFUSED_SECONDS)
+    else:
+        _destroy_keys(connection)
+        connection.next_check_at = None
+
+
 def _record_key(
     connection: ExchangeConnection, report: KeyReport, status: str, kind: str, valuation: Valuation | None
-) -> str:
+) -> str | None:
     now = timezone.now()
     info = report.info
-    connection.htx_uid = report.uid
-    connection.permissions = ",".join(sorted(info.permissions))
-    connection.ip_addresses = ",".join(info.ip_addresses)
-    connection.key_expires_at = now + timedelta(days=info.valid_days) if info.valid_days > 0 else None
-    connection.clock_skew_ms = report.skew_ms
-    connection.last_verified_at = now
-    connection.error_kind = kind
-    connection.error_detail = ""
-    connection.attempts = 0
-    _set_status(
-        connection,
-        status,
-        "Key verified with HTX"
-        if status == Status.CONNECTED
-        else f"HTX reports permissions: {connection.permissions or 'none'}",
-    )
-    if status == Status.CONNECTED:
-        connection.established = True
-        _save_snapshot(connection, valuation)
-        _schedule(connection, settings.BALANCE_REFRESH_SECONDS)
-    else:
-        connection.last_error_at = now
-        connection.next_check_at = None
+    with transaction.atomic():
+        if not _still_ours(connection):
+            return None
+        connection.htx_uid = report.uid
+        connection.permissions = ",".join(sorted(info.permissions))
+        connection.ip_addresses = ",".join(info.ip_addresses)
+        connection.key_expires_at = now + timedelta(days=info.valid_days) if info.valid_days > 0 else None
+        connection.clock_skew_ms = report.skew_ms
+        connection.last_verified_at = now
+        connection.error_kind = kind
+        connection.error_detail = ""
+        connection.attempts = 0
         connection.claimed_until = None
-        if status == Status.WITHDRAW_ENABLED or not connection.established:
-            # A withdraw-enabled key is never kept, not even encrypted; nor is a key that
-            # never worked.
-            _destroy_keys(connection)
-    connection.save()
+        message = (
+            "Key verified with HTX"
+            if status == Status.CONNECTED
+            else f"HTX reports permissions: {connection.permissions or 'none'}"
+        )
+        _set_status(connection, status, message)
+        if status == Status.CONNECTED:
+            connection.established = True
+            _save_snapshot(connection, valuation)
+            connection.next_check_at = _later(settings.BALANCE_REFRESH_SECONDS)
+        else:
+            connection.last_error_at = now
+            if status == Status.WITHDRAW_ENABLED:
+                # A key that can withdraw is never kept, not even encrypted.
+                _destroy_keys(connection)
+                connection.next_check_at = None
+            else:
+                _after_refusal(connection)
+        connection.save()
     return status
 
 
-@transaction.atomic
-def _record_failure(connection: ExchangeConnection, error: HtxError) -> str:
-    now = timezone.now()
-    connection.error_kind = error.kind
-    connection.error_detail = error.detail[:1000]
-    connection.last_error_at = now
-    logger.info("HTX refused connection %s: %s", connection.pk, error)
-    if error.permanent:
-        _set_status(connection, _STATUS_BY_KIND.get(error.kind, Status.INVALID), error.detail)
-        connection.next_check_at = None
+def _record_failure(connection: ExchangeConnection, error: HtxError) -> str | None:
+    logger.info("HTX check of connection %s failed: %s", connection.pk, error)
+    with transaction.atomic():
+        if not _still_ours(connection):
+            return None
+        connection.error_kind = error.kind
+        connection.error_detail = error.detail[:1000]
+        connection.last_error_at = timezone.now()
         connection.claimed_until = None
-        if not connection.established:
-            _destroy_keys(connection)
-    else:
-        # Keep the key and the last good balance; try again later with growing pauses.
-        _set_status(connection, Status.TEMPORARY, error.detail)
-        delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
-        connection.attempts += 1
-        _schedule(connection, delay)
-    connection.save()
+        if error.permanent:
+            _set_status(connection, _STATUS_BY_KIND.get(error.kind, Status.INVALID), error.detail)
+            _after_refusal(connection)
+        else:
+            # Keep the key and the last good balance; try again with growing pauses.
+            _set_status(connection, Status.TEMPORARY, error.detail)
+            delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
+            connection.attempts += 1
+            connection.next_check_at = _later(delay)
+        connection.save()
     return connection.status
 
 
@@ -301,36 +332,3 @@ def _save_snapshot(connection: ExchangeConnection, valuation: Valuation) -> None
     connection.total_usdt = valuation.total_usdt
     connection.total_btc = valuation.total_btc
     connection.last_refreshed_at = snapshot.taken_at
-    connection.error_detail = ""
-
-
-# --- Periodic work ---------------------------------------------------------------------------
-
-
-def connections_to_verify() -> list[int]:
-    """Verifying rows nobody is working on (lost message, dead worker, Redis restarted) and
-    failing rows whose retry time has come."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.VERIFY_STALE_SECONDS)
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    return list(
-        ExchangeConnection.objects.filter(free, access_key_fingerprint__isnull=False)
-        .filter(
-            Q(status=Status.VERIFYING, updated_at__lt=stale)
-            | Q(status=Status.TEMPORARY, next_check_at__lte=now)
-        )
-        .values_list("pk", flat=True)
-    )
-
-
-def connections_due_for_refresh() -> list[int]:
-    now = timezone.now()
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    return list(
-        ExchangeConnection.objects.filter(
-            free,
-            status=Status.CONNECTED,
-            next_check_at__lte=now,
-            access_key_fingerprint__isnull=False,
-        ).values_list("pk", flat=True)
-    )

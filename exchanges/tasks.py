@@ -1,8 +1,11 @@
 """Celery tasks: thin wrappers that take ids and call services.
 
-Messages carry connection ids only, never keys. Every task is safe to run twice (services claim
-the row first). Lost messages are harmless: the database says what is pending and
-``sweep_connections`` queues it again.
+Messages carry connection ids only, never keys. Every task is safe to run twice (the service
+claims the row first). A lost message is harmless: the database says what is pending, and
+``queue_due_checks`` (run by beat) queues it again.
+
+Acknowledgement is late (CELERY_TASK_ACKS_LATE): a task whose worker dies is redelivered by
+Redis after the visibility timeout, and the row's claim expires, so the next check takes it.
 """
 
 from __future__ import annotations
@@ -13,48 +16,34 @@ from celery import shared_task
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
-from . import services
+from . import selectors, services
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def verify_connection(connection_id: int) -> str | None:
-    return services.connection_verify(connection_id=connection_id)
-
-
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def refresh_connection(connection_id: int) -> str | None:
-    return services.connection_refresh(connection_id=connection_id)
+@shared_task(ignore_result=True)
+def check_connection(connection_id: int) -> str | None:
+    return services.connection_check(connection_id=connection_id)
 
 
 @shared_task(ignore_result=True)
-def sweep_connections() -> int:
-    ids = services.connections_to_verify()
+def queue_due_checks() -> int:
+    ids = selectors.connections_due_for_check()
     for connection_id in ids:
-        verify_connection.delay(connection_id)
+        check_connection.delay(connection_id)
     return len(ids)
 
 
-@shared_task(ignore_result=True)
-def refresh_due_connections() -> int:
-    ids = services.connections_due_for_refresh()
-    for connection_id in ids:
-        refresh_connection.delay(connection_id)
-    return len(ids)
-
-
-def _send_verification(connection_id: int) -> None:
+def _send_check(connection_id: int) -> None:
     try:
-        verify_connection.delay(connection_id)
+        check_connection.delay(connection_id)
     except OperationalError:
-        # The broker is down. The row is saved as Verifying, so the sweeper queues it once
-        # the broker is back; the user's submission is not lost.
+        # The broker is down. The row is saved as Verifying, so queue_due_checks queues it
+        # once the broker is back: the user's submission is not lost.
         logger.warning("Broker unavailable; connection %s will be queued by the sweeper", connection_id)
 
 
-def enqueue_verification(connection_id: int) -> None:
-    """Queue a verification once the surrounding transaction has committed, so the worker
-    never looks for a row it cannot see yet (what ``delay_on_commit`` does, plus surviving a
-    broker outage)."""
-    transaction.on_commit(lambda: _send_verification(connection_id))
+def enqueue_check(connection_id: int) -> None:
+    """Queue a check once the surrounding transaction commits, so a worker never looks for a
+    row it cannot see yet (Celery's ``delay_on_commit``, plus surviving a broker outage)."""
+    transaction.on_commit(lambda: _send_check(connection_id))

@@ -10,6 +10,9 @@ from exchanges.htx.types import AccountBalance
 
 ZERO = Decimal(0)
 QUOTE = "usdt"
+# Accounts that make up the trading balance (as rotki counts HTX). Margin accounts hold
+# borrowed funds whose "trade" lines would overstate what the trader owns.
+TRADING_ACCOUNT_TYPES = ("spot", "otc", "point")
 # Tried in order when a coin has no USDT pair: coin -> bridge -> USDT.
 BRIDGES = ("btc", "eth")
 

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
@@ -20,10 +21,14 @@ MODAL_BODY = "modal-body"
 def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) -> HttpResponse:
     """One template serves three ways: a whole page without JS, a <dialog> when htmx opens
     it, and just the dialog's content when a step inside the open dialog asks for the next."""
+    # in_modal: only then do links and forms carry hx-* attributes aimed at #modal-body; on a
+    # full page they stay plain links and posts (JS on or off).
     if request.htmx and request.htmx.target == MODAL_BODY:
-        return render(request, f"{template}#content", context, **kwargs)
+        return render(request, f"{template}#content", {**context, "in_modal": True}, **kwargs)
     base = "_modal.html" if request.htmx else "_base.html"
-    return render(request, template, {**context, "base_template": base}, **kwargs)
+    return render(
+        request, template, {**context, "base_template": base, "in_modal": bool(request.htmx)}, **kwargs
+    )
 
 
 @login_required
@@ -46,14 +51,19 @@ def connection_add(request: HttpRequest) -> HttpResponse:
     return _render_modal(request, "exchanges/connection_add_modal.html", {"exchanges": Exchange})
 
 
+@sensitive_post_parameters("access_key", "secret_key")
 @login_required
 @require_http_methods(["GET", "POST"])
 def connection_add_htx(request: HttpRequest) -> HttpResponse:
     form = HtxConnectionForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
-        connection = services.connection_create(
-            owner=request.user, exchange=Exchange.HTX, **form.cleaned_data
-        )
+        try:
+            connection = services.connection_create(
+                owner=request.user, exchange=Exchange.HTX, **form.cleaned_data
+            )
+        except services.DuplicateKeyError:
+            form.add_error("access_key", "This API key was connected a moment ago. Refresh My Exchanges.")
+            return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})
         if not request.htmx:
             return redirect("exchanges:connection-verification", pk=connection.pk)
         response = _verification_response(request, connection)
@@ -75,9 +85,12 @@ def connection_verification(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def connection_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
-    """Remove a failed attempt (it holds no key) from the list."""
+    """Remove a failed attempt, or give up on a first attempt still being retried."""
     connection = selectors.connection_get_for_user(request.user, pk)
-    services.connection_dismiss(connection=connection)
+    try:
+        services.connection_dismiss(connection=connection)
+    except services.ConnectionInUseError:
+        return HttpResponse("A working connection cannot be dismissed.", status=409)
     if request.htmx:
         return HttpResponse(headers={"HX-Trigger": "connectionChanged"})
     return redirect("exchanges:connection-list")

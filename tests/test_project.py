@@ -20,7 +20,7 @@ def test_no_model_change_is_missing_a_migration():
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS"])
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {k: v for k, v in os.environ.items() if k != missing}
-    env.update(DEBUG="0", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings")
+    env.update(DEBUG="0", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings", ENV_FILE=os.devnull)
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
@@ -35,7 +35,7 @@ def test_production_refuses_to_start_without_its_secrets(missing):
 
 def test_development_starts_without_any_secret_configured():
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FERNET_KEYS")}
-    env.update(DEBUG="1", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings")
+    env.update(DEBUG="1", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings", ENV_FILE=os.devnull)
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,

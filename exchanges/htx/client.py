@@ -27,6 +27,8 @@ DEFAULT_BASE_URL = "https://api.huobi.pro"
 # (connect, read) seconds. HTX normally answers in well under a second.
 DEFAULT_TIMEOUT = (3.05, 10.0)
 USER_AGENT = "bitsgap-clone/1.0 (+self-hosted)"
+# Longest pause we take in a job when HTX's rate-limit headers say the window is used up.
+MAX_RATE_LIMIT_WAIT_MS = 2000
 
 _SECRET_PARAMS = re.compile(r"(AccessKeyId|Signature|accessKey)=[^&\s]*")
 
@@ -152,6 +154,8 @@ class HtxClient:
         else:
             query = signing.canonical_query(params or {})
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        if signed:
+            self._respect_rate_limit(path)
         try:
             response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout:
@@ -164,6 +168,19 @@ class HtxClient:
         self._note_rate_limit(response)
         return _unwrap(response, path)
 
+    def _respect_rate_limit(self, path: str) -> None:
+        """HTX said no calls are left in this window: wait for the next one if it is near,
+        otherwise give up for now (a transient error: the job is retried later)."""
+        limit = self.last_rate_limit
+        if limit.remaining != 0 or limit.expires_at_ms is None:
+            return
+        wait_ms = limit.expires_at_ms - (time.time() * 1000 + self.clock_offset_ms)
+        if wait_ms <= 0:
+            return
+        if wait_ms > MAX_RATE_LIMIT_WAIT_MS:
+            raise HtxError(ErrorKind.RATE_LIMITED, message="no HTX calls left in this window", path=path)
+        time.sleep(wait_ms / 1000)
+
     def _note_rate_limit(self, response: requests.Response) -> None:
         remain = response.headers.get("X-HB-RateLimit-Requests-Remain")
         expire = response.headers.get("X-HB-RateLimit-Requests-Expire")
@@ -172,25 +189,17 @@ class HtxClient:
 
 
 def _unwrap(response: requests.Response, path: str) -> Any:
-    if response.status_code >= 500:
-        raise HtxError(
-            ErrorKind.UNAVAILABLE,
-            code=str(response.status_code),
-            message=f"HTX answered HTTP {response.status_code}",
-            path=path,
-        )
     try:
         body = response.json()
     except ValueError:
-        kind = ErrorKind.UNKNOWN if response.status_code < 500 else ErrorKind.UNAVAILABLE
-        raise HtxError(
-            kind,
-            code=str(response.status_code),
-            message=f"HTX answered HTTP {response.status_code} without JSON",
-            path=path,
-        ) from None
+        body = None
     if not isinstance(body, dict):
-        raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
+        # Not HTX's API talking: a gateway, proxy or CDN page. Never a verdict on the key.
+        status = response.status_code
+        kind = ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.UNAVAILABLE
+        raise HtxError(
+            kind, code=str(status), message=f"HTX answered HTTP {status} without an API answer", path=path
+        )
     # v1 envelope first: auth failures on v2 paths may come back in it too (htx-api.md §5.1).
     if body.get("status") == "error":
         code = str(body.get("err-code") or body.get("err_code") or "")
@@ -204,14 +213,9 @@ def _unwrap(response: requests.Response, path: str) -> Any:
             return body.get("data")
         message = str(body.get("message") or "")
         raise HtxError(classify(code, message), code=code, message=message, path=path)
-    if response.status_code >= 400:
-        raise HtxError(
-            ErrorKind.UNKNOWN,
-            code=str(response.status_code),
-            message=f"HTX answered HTTP {response.status_code}",
-            path=path,
-        )
-    raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path)
+    raise HtxError(
+        ErrorKind.UNKNOWN, code=str(response.status_code), message="unexpected HTX answer", path=path
+    )
 
 
 def _parse_key_info(row: dict[str, Any]) -> ApiKeyInfo:

@@ -25,8 +25,16 @@ class ErrorKind(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Retrying can help. An unrecognised answer counts as transient: failing safe means never
+# calling a key bad (and discarding it) on the strength of an answer we do not understand.
 TRANSIENT_KINDS = frozenset(
-    {ErrorKind.RATE_LIMITED, ErrorKind.MAINTENANCE, ErrorKind.UNAVAILABLE, ErrorKind.INVALID_TIMESTAMP}
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.MAINTENANCE,
+        ErrorKind.UNAVAILABLE,
+        ErrorKind.INVALID_TIMESTAMP,
+        ErrorKind.UNKNOWN,
+    }
 )
 
 

@@ -28,8 +28,13 @@ def btc(value: Decimal | None) -> str:
 
 @register.filter
 def portfolio_total(connections: list[ExchangeConnection]) -> Decimal | None:
-    """Sum of the balances read so far; None while no connection has one."""
-    totals = [c.total_usdt for c in connections if c.total_usdt is not None]
+    """Sum of the balances of working connections (a Temporary issue keeps its last good
+    balance); None while there is none. Refused keys' old balances are not counted."""
+    totals = [
+        c.total_usdt
+        for c in connections
+        if c.total_usdt is not None and c.status in (Status.CONNECTED, Status.TEMPORARY)
+    ]
     return sum(totals, Decimal(0)) if totals else None
 
 

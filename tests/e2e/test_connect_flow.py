@@ -122,3 +122,14 @@ def test_the_same_flow_works_without_javascript(browser, live_server, celery_wor
     expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text("Connected")
     expect(page.get_by_role("status")).to_contain_text("is connected")
     context.close()
+
+
+def test_the_connect_page_opened_directly_works_with_javascript_on(page, live_server, celery_worker_process):
+    # E.g. after a login redirect or in a new tab: a full page, not the pop-up.
+    _sign_up(page, live_server.url, "newtab@example.com")
+    page.goto(live_server.url + "/exchanges/add/htx/")
+    page.get_by_label("API Key").fill(GOOD[0])
+    page.get_by_label("Secret Key").fill(GOOD[1])
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text("Connected")

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection as db
 from django.utils import timezone
 
-from exchanges import services
+from exchanges import selectors, services
 from exchanges.htx.sandbox import load_tickers
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.valuation import price_in_usdt
@@ -30,26 +30,15 @@ def _tickers() -> list[dict]:
     return load_tickers()
 
 
-def _expected_total(sandbox, access_key: str) -> Decimal:
-    prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
-    total = Decimal(0)
-    for account in sandbox.accounts[access_key]["accounts"]:
-        for line in account["list"]:
-            if line["type"] in ("trade", "frozen"):
-                price = price_in_usdt(line["currency"], prices)
-                total += Decimal(line["balance"]) * (price or 0)
-    return total
-
-
 def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
     connection = _submit(alice, GOOD)
-    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert connection.established
     assert connection.htx_uid == sandbox.accounts[GOOD[0]]["uid"]
     assert connection.permissions == "readOnly,trade"
     assert connection.key_expires_at is not None
-    assert connection.total_usdt == _expected_total(sandbox, GOOD[0])
+    assert connection.total_usdt == _expected_total_trading(sandbox, GOOD[0])
     assert connection.total_usdt > 0
     snapshot = BalanceSnapshot.objects.get(connection=connection)
     assert "spot" in snapshot.account_types
@@ -61,7 +50,7 @@ def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
 
 def test_an_asset_without_a_usdt_pair_is_valued_through_btc(sandbox, alice):
     connection = _submit(alice, GOOD)
-    services.connection_verify(connection_id=connection.pk)
+    services.connection_check(connection_id=connection.pk)
     lines = {line.currency: line for line in BalanceSnapshot.objects.get(connection=connection).lines.all()}
     tickers = {t["symbol"] for t in _tickers()}
     btc_only = [c for c in lines if f"{c}usdt" not in tickers and f"{c}btc" in tickers]
@@ -80,7 +69,7 @@ def test_an_asset_without_a_usdt_pair_is_valued_through_btc(sandbox, alice):
 )
 def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, status):
     connection = _submit(alice, demo_key(kind))
-    assert services.connection_verify(connection_id=connection.pk) == status
+    assert services.connection_check(connection_id=connection.pk) == status
     connection.refresh_from_db()
     assert not connection.established
     assert connection.access_key is None and connection.secret_key is None
@@ -96,7 +85,7 @@ def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, sta
 
 def test_a_wrong_secret_is_invalid_with_htxs_own_words_kept_for_details(sandbox, alice):
     connection = _submit(alice, (GOOD[0], "0badbad0-11111111-22222222-33333"))
-    assert services.connection_verify(connection_id=connection.pk) == Status.INVALID
+    assert services.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
     assert connection.error_kind == "invalid_signature"
     assert "Verification failure" in connection.error_detail
@@ -105,7 +94,7 @@ def test_a_wrong_secret_is_invalid_with_htxs_own_words_kept_for_details(sandbox,
 
 def test_a_wrong_access_key_is_invalid(sandbox, alice):
     connection = _submit(alice, ("demo0000-00000000-00000000-00000", GOOD[1]))
-    assert services.connection_verify(connection_id=connection.pk) == Status.INVALID
+    assert services.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
     assert connection.error_kind == "invalid_access_key"
 
@@ -113,23 +102,23 @@ def test_a_wrong_access_key_is_invalid(sandbox, alice):
 def test_htx_unreachable_keeps_the_key_and_retries_later(sandbox, alice):
     sandbox.faults.update(http_status=503)
     connection = _submit(alice, GOOD)
-    assert services.connection_verify(connection_id=connection.pk) == Status.TEMPORARY
+    assert services.connection_check(connection_id=connection.pk) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.access_key == GOOD[0] and connection.secret_key == GOOD[1]
     assert connection.next_check_at > timezone.now()
     assert connection.attempts == 1
     # Not due yet: the sweeper leaves it alone. Once due, it is verified again and connects.
-    assert connection.pk not in services.connections_to_verify()
+    assert connection.pk not in selectors.connections_due_for_check()
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
-    assert connection.pk in services.connections_to_verify()
+    assert connection.pk in selectors.connections_due_for_check()
     sandbox.faults.clear()
-    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
 
 
 def test_verifying_twice_is_harmless(sandbox, alice):
     connection = _submit(alice, GOOD)
-    assert services.connection_verify(connection_id=connection.pk) == Status.CONNECTED
-    assert services.connection_verify(connection_id=connection.pk) is None
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert services.connection_check(connection_id=connection.pk) is None
     assert BalanceSnapshot.objects.filter(connection=connection).count() == 1
 
 
@@ -138,23 +127,23 @@ def test_a_claimed_connection_is_not_taken_by_a_second_worker(sandbox, alice):
     ExchangeConnection.objects.filter(pk=connection.pk).update(
         claimed_until=timezone.now() + timedelta(seconds=60)
     )
-    assert services.connection_verify(connection_id=connection.pk) is None
+    assert services.connection_check(connection_id=connection.pk) is None
 
 
 def test_the_sweeper_finds_verifications_whose_message_was_lost(sandbox, alice, settings):
     settings.VERIFY_STALE_SECONDS = 0
     connection = _submit(alice, GOOD)
-    assert services.connections_to_verify() == [connection.pk]
+    assert selectors.connections_due_for_check() == [connection.pk]
 
 
 def test_a_refresh_keeps_the_last_good_balance_when_htx_fails(sandbox, alice):
     connection = _submit(alice, GOOD)
-    services.connection_verify(connection_id=connection.pk)
+    services.connection_check(connection_id=connection.pk)
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
     connection.refresh_from_db()
     good_total = connection.total_usdt
     sandbox.faults.update(maintenance=True)
-    assert services.connection_refresh(connection_id=connection.pk) == Status.TEMPORARY
+    assert services.connection_check(connection_id=connection.pk) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.total_usdt == good_total
     assert connection.established and connection.has_keys
@@ -163,15 +152,15 @@ def test_a_refresh_keeps_the_last_good_balance_when_htx_fails(sandbox, alice):
 
 def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
     connection = _submit(alice, GOOD)
-    services.connection_verify(connection_id=connection.pk)
-    assert services.connection_refresh(connection_id=connection.pk) is None  # not due yet
+    services.connection_check(connection_id=connection.pk)
+    assert services.connection_check(connection_id=connection.pk) is None  # not due yet
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
-    assert connection.pk in services.connections_due_for_refresh()
+    assert connection.pk in selectors.connections_due_for_check()
     sandbox.accounts[GOOD[0]]["accounts"][0]["list"].append(
         {"currency": "usdt", "type": "trade", "balance": "1000.000000000000000000"}
     )
     before = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
-    assert services.connection_refresh(connection_id=connection.pk) == Status.CONNECTED
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
     after = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
     assert after - before == Decimal(1000)
     assert BalanceSnapshot.objects.filter(connection=connection).count() == 2
@@ -179,7 +168,7 @@ def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
 
 def test_a_new_attempt_replaces_earlier_failed_attempts(sandbox, alice):
     failed = _submit(alice, demo_key("demo: expired"))
-    services.connection_verify(connection_id=failed.pk)
+    services.connection_check(connection_id=failed.pk)
     _submit(alice, GOOD)
     assert not ExchangeConnection.objects.filter(pk=failed.pk).exists()
 
@@ -188,5 +177,159 @@ def test_tickers_are_fetched_once_and_shared(sandbox, alice):
     from django.core.cache import cache
 
     first = _submit(alice, GOOD)
-    services.connection_verify(connection_id=first.pk)
+    services.connection_check(connection_id=first.pk)
     assert cache.get(services.TICKERS_CACHE_KEY)["btcusdt"]
+
+
+def test_keys_are_encrypted_at_rest_and_absent_from_logs(sandbox, alice, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    with db.cursor() as cursor:
+        cursor.execute("SELECT * FROM exchanges_exchangeconnection WHERE id = %s", [connection.pk])
+        row = cursor.fetchone()
+    raw = " ".join(bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v) for v in row)
+    assert GOOD[1] not in raw and GOOD[0] not in raw
+    assert ExchangeConnection.objects.get(pk=connection.pk).secret_key == GOOD[1]  # and yet it decrypts
+    assert GOOD[1] not in caplog.text and GOOD[0] not in caplog.text
+
+
+def _make_due(connection) -> None:
+    ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
+
+
+def test_transient_failures_back_off_exponentially_up_to_a_cap(sandbox, alice, settings):
+    settings.RETRY_BASE_SECONDS, settings.RETRY_MAX_SECONDS = 10, 50
+    sandbox.faults.update(http_status=502)
+    connection = _submit(alice, GOOD)
+    delays = []
+    for _ in range(5):
+        before = timezone.now()
+        assert services.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+        connection.refresh_from_db()
+        delays.append((connection.next_check_at - before).total_seconds())
+        _make_due(connection)
+    expected = [10, 20, 40, 50, 50]
+    assert all(0.85 * e <= d <= 1.15 * e for d, e in zip(delays, expected, strict=True)), delays
+    assert connection.attempts == 5
+
+
+def test_a_duplicate_message_does_not_defeat_the_backoff(sandbox, alice):
+    sandbox.faults.update(http_status=502)
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    assert services.connection_check(connection_id=connection.pk) is None  # not due: no HTX call
+    connection.refresh_from_db()
+    assert connection.attempts == 1
+
+
+def test_a_check_whose_claim_was_taken_over_writes_nothing(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    claimed = services._claim(connection.pk)
+    # Our claim expired and another worker took the row over meanwhile.
+    ExchangeConnection.objects.filter(pk=connection.pk).update(
+        claimed_until=timezone.now() + timedelta(minutes=5)
+    )
+    with services._client_for(claimed) as client:
+        report = services._inspect_key(client)
+        valuation = services._read_balances(client, report.accounts)
+    assert services._record_key(claimed, report, Status.CONNECTED, "", valuation) is None
+    assert not BalanceSnapshot.objects.filter(connection=connection).exists()
+    assert ExchangeConnection.objects.get(pk=connection.pk).status == Status.VERIFYING
+
+
+def test_a_connected_key_that_gains_withdraw_permission_is_refused_and_destroyed(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    sandbox.accounts[GOOD[0]]["permission"] = "readOnly,trade,withdraw"
+    _make_due(connection)
+    assert services.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
+    connection.refresh_from_db()
+    assert connection.established
+    assert connection.access_key is None and connection.secret_key is None
+    assert connection.next_check_at is None
+
+
+def test_a_connected_key_refused_later_is_kept_and_recovers_once_fixed_on_htx(sandbox, alice, settings):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    sandbox.accounts[GOOD[0]]["ipAddresses"] = "203.0.113.7"
+    _make_due(connection)
+    assert services.connection_check(connection_id=connection.pk) == Status.IP_NOT_ALLOWED
+    connection.refresh_from_db()
+    assert connection.has_keys and connection.total_usdt > 0  # last good balance kept
+    recheck = (connection.next_check_at - timezone.now()).total_seconds()
+    assert 0.85 * settings.RECHECK_REFUSED_SECONDS <= recheck <= 1.15 * settings.RECHECK_REFUSED_SECONDS
+    sandbox.accounts[GOOD[0]]["ipAddresses"] = ""
+    _make_due(connection)
+    assert connection.pk in selectors.connections_due_for_check()
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+
+
+def test_tickers_are_read_from_htx_once_per_minute_and_shared_by_every_connection(sandbox, alice, bob):
+    services.connection_check(connection_id=_submit(alice, GOOD).pk)
+    first = ExchangeConnection.objects.get(owner=alice).total_usdt
+    for ticker in sandbox.tickers:
+        ticker["close"] *= 2  # HTX's prices move, but the shared minute-old table is used
+    other = ExchangeConnection.objects.create(
+        owner=bob,
+        access_key=GOOD[0],
+        secret_key=GOOD[1],
+        status=Status.VERIFYING,
+        access_key_fingerprint="not-a-real-fingerprint",
+    )
+    services.connection_check(connection_id=other.pk)
+    other.refresh_from_db()
+    assert other.total_usdt == first
+
+
+def test_the_broker_being_down_loses_no_submission(
+    alice, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from exchanges import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.check_connection, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        connection = _submit(alice, GOOD)
+    assert ExchangeConnection.objects.get(pk=connection.pk).status == Status.VERIFYING
+    settings.VERIFY_STALE_SECONDS = 0
+    assert selectors.connections_due_for_check() == [connection.pk]
+
+
+def test_otc_and_point_balances_count_but_margin_does_not(sandbox, alice):
+    sandbox.accounts[GOOD[0]]["accounts"].append(
+        {
+            "id": 99,
+            "type": "margin",
+            "subtype": "btcusdt",
+            "state": "working",
+            "list": [{"currency": "usdt", "type": "trade", "balance": "1000000"}],
+        }
+    )
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    snapshot = BalanceSnapshot.objects.get(connection=connection)
+    assert "margin" not in snapshot.account_types
+    assert {"spot", "otc", "point"} <= set(snapshot.account_types)
+    assert connection.__class__.objects.get(pk=connection.pk).total_usdt == _expected_total_trading(
+        sandbox, GOOD[0]
+    )
+
+
+def _expected_total_trading(sandbox, access_key: str) -> Decimal:
+    prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
+    total = Decimal(0)
+    for account in sandbox.accounts[access_key]["accounts"]:
+        if account["type"] not in ("spot", "otc", "point"):
+            continue
+        for line in account["list"]:
+            if line["type"] in ("trade", "frozen"):
+                total += Decimal(line["balance"]) * (price_in_usdt(line["currency"], prices) or 0)
+    return total

@@ -237,11 +237,59 @@ def test_a_failed_attempt_can_be_dismissed(alice_client, alice):
     assert not ExchangeConnection.objects.filter(pk=failed.pk).exists()
 
 
-def test_a_connection_holding_a_key_cannot_be_dismissed(alice_client, alice):
-    connection = _connection(alice, status=Status.TEMPORARY)
-    assert alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 404
+def test_a_working_connection_cannot_be_dismissed(alice_client, alice):
+    connection = _connection(alice, status=Status.CONNECTED, established=True)
+    assert alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 409
     assert alice_client.get(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 405
     assert ExchangeConnection.objects.filter(pk=connection.pk).exists()
+
+
+def test_a_first_attempt_still_being_retried_can_be_given_up_with_its_key(alice_client, alice):
+    connection = _connection(alice, status=Status.TEMPORARY, error_kind="unavailable")
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert "Stop trying and delete the key" in body
+    alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk]))
+    assert not ExchangeConnection.objects.filter(pk=connection.pk).exists()
+
+
+def test_dismissing_without_a_csrf_token_is_refused(alice):
+    failed = ExchangeConnection.objects.create(owner=alice, status=Status.INVALID)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post(reverse("exchanges:connection-dismiss", args=[failed.pk]), **HTMX).status_code == 403
+    assert ExchangeConnection.objects.filter(pk=failed.pk).exists()
+
+
+def test_the_verification_page_refuses_post(alice_client, alice):
+    connection = _connection(alice)
+    assert (
+        alice_client.post(reverse("exchanges:connection-verification", args=[connection.pk])).status_code
+        == 405
+    )
+
+
+def test_a_full_page_form_posts_plainly_even_with_javascript(alice_client):
+    # Reached after a login redirect or in a new tab: there is no dialog to target.
+    for name in ("exchanges:connection-add", "exchanges:connection-add-htx"):
+        body = alice_client.get(reverse(name)).content.decode()
+        assert "#modal-body" not in body
+
+
+def test_two_simultaneous_submissions_of_one_key_do_not_crash(alice_client, alice, bob):
+    from exchanges import services
+
+    services.connection_create(owner=bob, exchange="htx", label="", access_key=KEY, secret_key=SECRET)
+    with pytest.raises(services.DuplicateKeyError):
+        services.connection_create(owner=alice, exchange="htx", label="", access_key=KEY, secret_key=SECRET)
+    assert ExchangeConnection.objects.count() == 1
+
+
+def test_the_portfolio_total_counts_only_working_connections(alice_client, alice):
+    ExchangeConnection.objects.create(owner=alice, status=Status.CONNECTED, total_usdt="100")
+    ExchangeConnection.objects.create(owner=alice, status=Status.TEMPORARY, total_usdt="20")
+    ExchangeConnection.objects.create(owner=alice, status=Status.EXPIRED, total_usdt="5000")
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert 'data-testid="portfolio-total">120.00 USDT' in body
 
 
 def test_the_list_polls_only_while_something_is_pending(alice_client, alice):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from decimal import Decimal
 
 import pytest
@@ -129,14 +130,6 @@ def test_it_remembers_htx_rate_limit_headers(sandbox):
     assert client.last_rate_limit.expires_at_ms is not None
 
 
-def test_signing_parameters_never_reach_a_log_line(sandbox, caplog):
-    caplog.set_level(logging.DEBUG)
-    with _client(sandbox) as client:
-        client.accounts()
-    assert GOOD[1] not in caplog.text
-    assert "Signature=" not in caplog.text or "Signature=[redacted]" in caplog.text
-
-
 def test_redact_blanks_access_key_and_signature():
     assert redact("GET /v1/x?AccessKeyId=abc&Timestamp=1&Signature=zz%3D HTTP/1.1") == (
         "GET /v1/x?AccessKeyId=[redacted]&Timestamp=1&Signature=[redacted] HTTP/1.1"
@@ -187,3 +180,57 @@ def test_redact_blanks_access_key_and_signature():
 )
 def test_it_decodes_htx_error_codes(code, message, kind):
     assert classify(code, message) == kind
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(429, ErrorKind.RATE_LIMITED), (403, ErrorKind.UNAVAILABLE), (404, ErrorKind.UNAVAILABLE)],
+)
+def test_a_page_that_is_not_an_api_answer_is_never_a_verdict_on_the_key(sandbox, status, kind):
+    # A CDN or proxy in front of HTX answering with HTML, even on a public path.
+    sandbox.faults.update(http_status=status)
+    with _client(sandbox) as client, pytest.raises(HtxError) as failed:
+        client.sync_clock()
+    assert failed.value.kind == kind
+    assert not failed.value.permanent
+
+
+def test_an_unrecognised_error_is_transient(sandbox):
+    error = HtxError(classify("some-new-code", "something"), code="some-new-code", message="something")
+    assert error.kind == ErrorKind.UNKNOWN and not error.permanent
+
+
+def test_it_waits_for_the_next_window_when_htx_says_none_are_left(sandbox):
+    sandbox.rate_limit = 2
+    with _client(sandbox) as client:
+        client.accounts()
+        client.accounts()
+        assert client.last_rate_limit.remaining == 0
+        started = time.monotonic()
+        assert client.accounts()  # waited for the window instead of being refused
+        assert time.monotonic() - started < 2.5
+
+
+def test_it_gives_up_for_now_when_the_window_is_far_away(sandbox):
+    from exchanges.htx.types import RateLimit
+
+    with _client(sandbox) as client:
+        client.last_rate_limit = RateLimit(remaining=0, expires_at_ms=int(time.time() * 1000) + 60_000)
+        with pytest.raises(HtxError) as failed:
+            client.accounts()
+    assert failed.value.kind == ErrorKind.RATE_LIMITED and not failed.value.permanent
+
+
+def test_the_log_filter_blanks_signed_urls_in_any_record():
+    from exchanges.logging import RedactSigningParams
+
+    record = logging.LogRecord(
+        "urllib3", logging.DEBUG, __file__, 1, "GET %s", ("/v1/x?AccessKeyId=k-1&Signature=s%3D",), None
+    )
+    assert RedactSigningParams().filter(record)
+    assert record.getMessage() == "GET /v1/x?AccessKeyId=[redacted]&Signature=[redacted]"
+
+
+def test_every_log_handler_redacts_and_urllib3_stays_quiet(settings):
+    assert all("redact" in h.get("filters", []) for h in settings.LOGGING["handlers"].values())
+    assert settings.LOGGING["loggers"]["urllib3"]["level"] == "WARNING"

@@ -47,7 +47,7 @@ def test_a_worker_refuses_a_withdraw_enabled_key_and_destroys_it(celery_worker_p
 
 @pytest.mark.worker
 def test_the_sweeper_recovers_a_verification_whose_message_was_lost(celery_worker_process, alice, settings):
-    from exchanges.tasks import sweep_connections
+    from exchanges.tasks import queue_due_checks
 
     # As if Redis restarted without persistence right after the user clicked Connect.
     connection = ExchangeConnection.objects.create(
@@ -58,7 +58,7 @@ def test_the_sweeper_recovers_a_verification_whose_message_was_lost(celery_worke
         status=Status.VERIFYING,
     )
     settings.VERIFY_STALE_SECONDS = 0
-    assert sweep_connections() == 1  # queued by beat's sweeper, run by the worker
+    assert queue_due_checks() == 1  # queued by beat's sweeper, run by the worker
     assert wait_for(lambda: _status(connection.pk), timeout=30) == Status.CONNECTED
 
 
