@@ -41,6 +41,13 @@ _BY_KIND: dict[str, Explanation] = {
         "create a new key on HTX and connect that one.",
         "error",
     ),
+    ErrorKind.KEYS_SWAPPED: Explanation(
+        "The two keys are swapped",
+        "HTX did not know the API Key, but the pair works the other way round: the Secret Key "
+        "was pasted into the API Key field and the API Key into the Secret Key field.",
+        "Paste HTX's Access Key into API Key and its Secret Key into Secret Key, then connect again.",
+        "error",
+    ),
     ErrorKind.LOGIN_REQUIRED: Explanation(
         "HTX refused the key pair",
         "HTX answered that the request was not authenticated (the key and account do not match).",

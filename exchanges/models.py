@@ -61,6 +61,8 @@ class ExchangeConnection(models.Model):
     established = models.BooleanField(default=False)
 
     htx_uid = models.BigIntegerField(null=True, blank=True)
+    # False for sub-user keys: HTX refuses to describe them (permissions, IPs, expiry).
+    key_info_known = models.BooleanField(default=True)
     permissions = models.CharField(max_length=64, blank=True)
     ip_addresses = models.TextField(blank=True)
     key_expires_at = models.DateTimeField(null=True, blank=True)
@@ -68,6 +70,10 @@ class ExchangeConnection(models.Model):
 
     total_usdt = ExactDecimalField(null=True, blank=True)
     total_btc = ExactDecimalField(null=True, blank=True)
+    # From the last good snapshot, kept on the row so the list needs no extra query.
+    accounts_read = models.JSONField(default=list, blank=True)  # HTX account types read
+    accounts_unread = models.JSONField(default=list, blank=True)  # [{"type", "id", "reason"}]
+    unpriced = models.JSONField(default=list, blank=True)  # currencies with no route to USDT
 
     # Scheduling: the database is the source of truth for pending work, not the broker.
     attempts = models.PositiveIntegerField(default=0)  # consecutive transient failures
@@ -116,7 +122,10 @@ class BalanceSnapshot(models.Model):
     total_usdt = ExactDecimalField()
     total_btc = ExactDecimalField(null=True)
     account_types = models.JSONField(default=list)  # HTX account types that were read
+    accounts_unread = models.JSONField(default=list)  # [{"type", "id", "reason"}]
     unpriced = models.JSONField(default=list)  # currencies with no route to USDT
+    # Balance lines that are neither holdings nor debt (e.g. loan-available), kept as sent.
+    other_lines = models.JSONField(default=list)
 
     class Meta:
         ordering = ["-taken_at", "-id"]
@@ -128,19 +137,25 @@ class BalanceSnapshot(models.Model):
 
 class BalanceLine(models.Model):
     snapshot = models.ForeignKey(BalanceSnapshot, on_delete=models.CASCADE, related_name="lines")
+    account_type = models.CharField(max_length=32, default="spot")
     currency = models.CharField(max_length=32)
     available = ExactDecimalField()  # HTX "trade"
     in_orders = ExactDecimalField()  # HTX "frozen"
-    total = ExactDecimalField()
+    debt = ExactDecimalField(default=0)  # HTX "loan" + "interest" (margin), zero or negative
+    total = ExactDecimalField()  # available + in orders
     price_usdt = ExactDecimalField(null=True)
     value_usdt = ExactDecimalField(null=True)
 
     class Meta:
-        ordering = ["currency"]
-        constraints = [models.UniqueConstraint(fields=["snapshot", "currency"], name="one_line_per_currency")]
+        ordering = ["account_type", "currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "account_type", "currency"], name="one_line_per_account_currency"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.total} {self.currency.upper()}"
+        return f"{self.total} {self.currency.upper()} ({self.account_type})"
 
 
 class ConnectionEvent(models.Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,11 +27,14 @@ from exchanges.htx.errors import ErrorKind, HtxError
 from exchanges.htx.types import Account, ApiKeyInfo
 
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
-from .valuation import TRADING_ACCOUNT_TYPES, Valuation, value_balances
+from .valuation import Valuation, value_balances
 
 logger = logging.getLogger(__name__)
 
 TICKERS_CACHE_KEY = "htx:tickers:v1"
+TICKERS_LOCK_KEY = "htx:tickers:lock"
+TICKERS_LOCK_SECONDS = 15
+TICKERS_WAIT_STEPS, TICKERS_WAIT_STEP_SECONDS = 20, 0.1
 # A worker holds a connection this long; after that another may take it over. A check makes
 # at most 7 HTX calls, each bounded by HTX_TIMEOUT, so it ends well within this.
 CLAIM_SECONDS = 180
@@ -43,6 +47,7 @@ _STATUS_BY_KIND = {
     ErrorKind.KEY_EXPIRED: Status.EXPIRED,
     ErrorKind.NO_PERMISSION: Status.INCORRECT_PERMISSIONS,
     ErrorKind.FORBIDDEN: Status.INCORRECT_PERMISSIONS,
+    ErrorKind.KEYS_SWAPPED: Status.INVALID,
 }
 
 
@@ -152,22 +157,33 @@ def _client_for(connection: ExchangeConnection) -> HtxClient:
 
 @dataclass(frozen=True, slots=True)
 class KeyReport:
-    uid: int
-    info: ApiKeyInfo
     accounts: list[Account]
     skew_ms: int
+    uid: int | None = None
+    info: ApiKeyInfo | None = None  # None: a sub-user key, which HTX will not describe
 
 
 def _inspect_key(client: HtxClient) -> KeyReport:
     skew = client.sync_clock()
     # The accounts call proves key, secret and IP binding at once; it works for every key type.
     accounts = client.accounts()
-    uid = client.uid()
-    return KeyReport(uid=uid, info=client.api_key_info(uid), accounts=accounts, skew_ms=skew)
+    try:
+        uid = client.uid()
+        info = client.api_key_info(uid)
+    except HtxError as error:
+        if error.kind != ErrorKind.FORBIDDEN:
+            raise
+        # HTX answers "forbidden" to sub-user keys on both calls (htx-api.md §4 E3, not
+        # confirmed today). Failing safe: such keys cannot hold Withdraw permission (§7), and
+        # the accounts call above proved they can read; the user is told what went unchecked.
+        return KeyReport(accounts=accounts, skew_ms=skew)
+    return KeyReport(accounts=accounts, skew_ms=skew, uid=uid, info=info)
 
 
-def _status_from_key(info: ApiKeyInfo) -> tuple[str, str]:
+def _status_from_key(info: ApiKeyInfo | None) -> tuple[str, str]:
     """Decide from HTX's description of the key; withdraw is checked first and always refused."""
+    if info is None:
+        return Status.CONNECTED, ""
     if "withdraw" in info.permissions:
         return Status.WITHDRAW_ENABLED, ""
     if info.status == "expired" or info.valid_days == 0:
@@ -178,30 +194,46 @@ def _status_from_key(info: ApiKeyInfo) -> tuple[str, str]:
 
 
 def tickers_get(client: HtxClient) -> dict[str, Decimal]:
-    """HTX tickers, fetched at most once per TICKERS_CACHE_SECONDS and shared by all workers."""
-    cached = cache.get(TICKERS_CACHE_KEY)
-    if cached is not None:
-        return {symbol: Decimal(price) for symbol, price in cached.items()}
-    prices = client.tickers()
-    cache.set(
-        TICKERS_CACHE_KEY, {s: str(p) for s, p in prices.items()}, timeout=settings.TICKERS_CACHE_SECONDS
-    )
+    """HTX tickers, fetched at most once per TICKERS_CACHE_SECONDS and shared by all workers.
+
+    When the cached table expires, one worker fetches it while the others wait briefly for
+    it, so a refresh wave does not send every worker to HTX at once.
+    """
+    for _ in range(TICKERS_WAIT_STEPS):
+        cached = cache.get(TICKERS_CACHE_KEY)
+        if cached is not None:
+            return {symbol: Decimal(price) for symbol, price in cached.items()}
+        if cache.add(TICKERS_LOCK_KEY, 1, timeout=TICKERS_LOCK_SECONDS):
+            break
+        time.sleep(TICKERS_WAIT_STEP_SECONDS)
+    try:
+        prices = client.tickers()
+        cache.set(
+            TICKERS_CACHE_KEY, {s: str(p) for s, p in prices.items()}, timeout=settings.TICKERS_CACHE_SECONDS
+        )
+    finally:
+        cache.delete(TICKERS_LOCK_KEY)
     return prices
 
 
-def _read_balances(client: HtxClient, accounts: list[Account]) -> Valuation:
-    balances = []
+@dataclass(frozen=True, slots=True)
+class BalanceReport:
+    valuation: Valuation
+    unread: list[dict[str, str | int]]
+
+
+def _read_balances(client: HtxClient, accounts: list[Account]) -> BalanceReport:
+    """Read every account the key can see. An account HTX refuses (other than spot) is
+    recorded as unread instead of failing the whole check; a transient failure retries all."""
+    balances, unread = [], []
     for account in accounts:
-        if account.type not in TRADING_ACCOUNT_TYPES:
-            continue
         try:
             balances.append(client.balance(account))
         except HtxError as error:
             if account.type == "spot" or not error.permanent:
                 raise
-            # otc/point balances are extras: one HTX refuses does not sink the spot balance.
-            logger.warning("Skipping HTX %s account of connection: %s", account.type, error.kind)
-    return value_balances(balances, tickers_get(client))
+            unread.append({"type": account.type, "id": account.id, "reason": error.detail[:200]})
+    return BalanceReport(value_balances(balances, tickers_get(client)), unread)
 
 
 def connection_check(*, connection_id: int) -> str | None:
@@ -214,10 +246,31 @@ def connection_check(*, connection_id: int) -> str | None:
         with _client_for(connection) as client:
             report = _inspect_key(client)
             status, kind = _status_from_key(report.info)
-            valuation = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
+            balances = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
     except HtxError as error:
+        first_attempt = not connection.established
+        if error.kind == ErrorKind.INVALID_ACCESS_KEY and first_attempt and _keys_swapped(connection):
+            error = HtxError(ErrorKind.KEYS_SWAPPED, code=error.code, message=error.message, path=error.path)
         return _record_failure(connection, error)
-    return _record_key(connection, report, status, kind, valuation)
+    return _record_key(connection, report, status, kind, balances)
+
+
+def _keys_swapped(connection: ExchangeConnection) -> bool:
+    """HTX did not know the API Key: would the pair work the other way round? One extra call,
+    only for a first attempt, so the user can be told exactly what went wrong."""
+    swapped = HtxClient(
+        settings.HTX_API_URL,
+        access_key=connection.secret_key,
+        secret_key=connection.access_key,
+        timeout=settings.HTX_TIMEOUT,
+    )
+    with swapped:
+        try:
+            swapped.sync_clock()
+            swapped.accounts()
+        except HtxError:
+            return False
+    return True
 
 
 def _later(seconds: float) -> datetime:
@@ -248,7 +301,7 @@ def _after_refusal(connection: ExchangeConnection) -> None:
 
 
 def _record_key(
-    connection: ExchangeConnection, report: KeyReport, status: str, kind: str, valuation: Valuation | None
+    connection: ExchangeConnection, report: KeyReport, status: str, kind: str, balances: BalanceReport | None
 ) -> str | None:
     now = timezone.now()
     info = report.info
@@ -256,9 +309,11 @@ def _record_key(
         if not _still_ours(connection):
             return None
         connection.htx_uid = report.uid
-        connection.permissions = ",".join(sorted(info.permissions))
-        connection.ip_addresses = ",".join(info.ip_addresses)
-        connection.key_expires_at = now + timedelta(days=info.valid_days) if info.valid_days > 0 else None
+        connection.key_info_known = info is not None
+        connection.permissions = ",".join(sorted(info.permissions)) if info else ""
+        connection.ip_addresses = ",".join(info.ip_addresses) if info else ""
+        valid_days = info.valid_days if info else -1
+        connection.key_expires_at = now + timedelta(days=valid_days) if valid_days > 0 else None
         connection.clock_skew_ms = report.skew_ms
         connection.last_verified_at = now
         connection.error_kind = kind
@@ -273,7 +328,7 @@ def _record_key(
         _set_status(connection, status, message)
         if status == Status.CONNECTED:
             connection.established = True
-            _save_snapshot(connection, valuation)
+            _save_snapshot(connection, balances)
             connection.next_check_at = _later(settings.BALANCE_REFRESH_SECONDS)
         else:
             connection.last_error_at = now
@@ -309,20 +364,33 @@ def _record_failure(connection: ExchangeConnection, error: HtxError) -> str | No
     return connection.status
 
 
-def _save_snapshot(connection: ExchangeConnection, valuation: Valuation) -> None:
+def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> None:
+    valuation = balances.valuation
     snapshot = BalanceSnapshot.objects.create(
         connection=connection,
         total_usdt=valuation.total_usdt,
         total_btc=valuation.total_btc,
         account_types=list(valuation.account_types),
+        accounts_unread=balances.unread,
         unpriced=list(valuation.unpriced),
+        other_lines=[
+            {
+                "account_type": o.account_type,
+                "currency": o.currency,
+                "type": o.type,
+                "balance": str(o.balance),
+            }
+            for o in valuation.other_lines
+        ],
     )
     BalanceLine.objects.bulk_create(
         BalanceLine(
             snapshot=snapshot,
+            account_type=h.account_type,
             currency=h.currency,
             available=h.available,
             in_orders=h.in_orders,
+            debt=h.debt,
             total=h.total,
             price_usdt=h.price_usdt,
             value_usdt=h.value_usdt,
@@ -331,4 +399,7 @@ def _save_snapshot(connection: ExchangeConnection, valuation: Valuation) -> None
     )
     connection.total_usdt = valuation.total_usdt
     connection.total_btc = valuation.total_btc
+    connection.accounts_read = list(valuation.account_types)
+    connection.accounts_unread = balances.unread
+    connection.unpriced = list(valuation.unpriced)
     connection.last_refreshed_at = snapshot.taken_at

@@ -1,4 +1,13 @@
-"""Value HTX balances in USDT (and BTC) from HTX's own tickers. Pure functions, Decimal only."""
+"""Value HTX balances in USDT (and BTC) from HTX's own tickers. Pure functions, Decimal only.
+
+What each HTX balance line type means here (docs/htx.md has the full table):
+
+- ``trade``: available; ``frozen``: held by open orders. Both are holdings.
+- ``loan`` and ``interest`` (margin accounts, negative numbers): debt, subtracted from the
+  account's value, so a margin account counts for what the trader owns, not what was borrowed.
+- anything else (``transfer-out-available``, ``loan-available``, ``lock``, ...): derived or
+  unknown figures. Kept as they are for display, never added to a value.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +19,41 @@ from exchanges.htx.types import AccountBalance
 
 ZERO = Decimal(0)
 QUOTE = "usdt"
-# Accounts that make up the trading balance (as rotki counts HTX). Margin accounts hold
-# borrowed funds whose "trade" lines would overstate what the trader owns.
-TRADING_ACCOUNT_TYPES = ("spot", "otc", "point")
 # Tried in order when a coin has no USDT pair: coin -> bridge -> USDT.
 BRIDGES = ("btc", "eth")
+HOLDING_TYPES = {"trade": "available", "frozen": "in_orders"}
+DEBT_TYPES = ("loan", "interest")
 
 
 @dataclass(frozen=True, slots=True)
 class Holding:
+    account_type: str
     currency: str
     available: Decimal
     in_orders: Decimal
+    debt: Decimal  # zero or negative
     price_usdt: Decimal | None  # None: no route to USDT in HTX's tickers
 
     @property
     def total(self) -> Decimal:
+        """What the trader holds: available + in orders."""
         return self.available + self.in_orders
 
     @property
+    def net(self) -> Decimal:
+        return self.total + self.debt
+
+    @property
     def value_usdt(self) -> Decimal | None:
-        return None if self.price_usdt is None else self.total * self.price_usdt
+        return None if self.price_usdt is None else self.net * self.price_usdt
+
+
+@dataclass(frozen=True, slots=True)
+class OtherLine:
+    account_type: str
+    currency: str
+    type: str
+    balance: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +62,11 @@ class Valuation:
     total_usdt: Decimal
     total_btc: Decimal | None
     account_types: tuple[str, ...]
+    other_lines: tuple[OtherLine, ...] = ()
 
     @property
     def unpriced(self) -> tuple[str, ...]:
-        return tuple(h.currency for h in self.holdings if h.price_usdt is None)
+        return tuple(sorted({h.currency for h in self.holdings if h.price_usdt is None}))
 
 
 def price_in_usdt(currency: str, prices: Mapping[str, Decimal]) -> Decimal | None:
@@ -59,32 +83,29 @@ def price_in_usdt(currency: str, prices: Mapping[str, Decimal]) -> Decimal | Non
 
 
 def value_balances(balances: Iterable[AccountBalance], prices: Mapping[str, Decimal]) -> Valuation:
-    """Sum available (``trade``) and in-orders (``frozen``) per currency over all accounts.
-
-    Other line types (margin loans, interest, ...) are not assets the trader can trade with,
-    so they are not added to the trading balance.
-    """
-    available: dict[str, Decimal] = {}
-    in_orders: dict[str, Decimal] = {}
+    """Per account type and currency: available, in orders and debt; valued net of debt."""
+    amounts: dict[tuple[str, str], dict[str, Decimal]] = {}
+    other: list[OtherLine] = []
     account_types: list[str] = []
     for balance in balances:
-        if balance.account.type not in account_types:
-            account_types.append(balance.account.type)
+        kind = balance.account.type
+        if kind not in account_types:
+            account_types.append(kind)
         for line in balance.lines:
-            if line.type == "trade":
-                available[line.currency] = available.get(line.currency, ZERO) + line.balance
-            elif line.type == "frozen":
-                in_orders[line.currency] = in_orders.get(line.currency, ZERO) + line.balance
-    holdings = []
-    for currency in sorted(set(available) | set(in_orders)):
-        holding = Holding(
-            currency=currency,
-            available=available.get(currency, ZERO),
-            in_orders=in_orders.get(currency, ZERO),
-            price_usdt=price_in_usdt(currency, prices),
-        )
-        if holding.total != ZERO:
-            holdings.append(holding)
+            slot = amounts.setdefault(
+                (kind, line.currency), {"available": ZERO, "in_orders": ZERO, "debt": ZERO}
+            )
+            if line.type in HOLDING_TYPES:
+                slot[HOLDING_TYPES[line.type]] += line.balance
+            elif line.type in DEBT_TYPES:
+                slot["debt"] += line.balance
+            elif line.balance:
+                other.append(OtherLine(kind, line.currency, line.type, line.balance))
+    holdings = [
+        Holding(account_type=kind, currency=currency, price_usdt=price_in_usdt(currency, prices), **slot)
+        for (kind, currency), slot in sorted(amounts.items())
+        if any(slot.values())
+    ]
     total = sum((h.value_usdt for h in holdings if h.value_usdt is not None), ZERO)
     btc_price = prices.get(f"btc{QUOTE}")
     return Valuation(
@@ -92,4 +113,5 @@ def value_balances(balances: Iterable[AccountBalance], prices: Mapping[str, Deci
         total_usdt=total,
         total_btc=total / btc_price if btc_price else None,
         account_types=tuple(account_types),
+        other_lines=tuple(other),
     )

@@ -38,7 +38,7 @@ def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
     assert connection.htx_uid == sandbox.accounts[GOOD[0]]["uid"]
     assert connection.permissions == "readOnly,trade"
     assert connection.key_expires_at is not None
-    assert connection.total_usdt == _expected_total_trading(sandbox, GOOD[0])
+    assert connection.total_usdt == _expected_total(sandbox, GOOD[0])
     assert connection.total_usdt > 0
     snapshot = BalanceSnapshot.objects.get(connection=connection)
     assert "spot" in snapshot.account_types
@@ -303,33 +303,45 @@ def test_the_broker_being_down_loses_no_submission(
     assert selectors.connections_due_for_check() == [connection.pk]
 
 
-def test_otc_and_point_balances_count_but_margin_does_not(sandbox, alice):
+def test_every_account_is_read_and_a_margin_account_counts_net_of_its_loans(sandbox, alice):
     sandbox.accounts[GOOD[0]]["accounts"].append(
         {
             "id": 99,
             "type": "margin",
             "subtype": "btcusdt",
             "state": "working",
-            "list": [{"currency": "usdt", "type": "trade", "balance": "1000000"}],
+            "list": [
+                {"currency": "usdt", "type": "trade", "balance": "1000.5"},
+                {"currency": "usdt", "type": "loan", "balance": "-900"},
+                {"currency": "usdt", "type": "interest", "balance": "-0.5"},
+                {"currency": "usdt", "type": "transfer-out-available", "balance": "-1"},
+                {"currency": "usdt", "type": "some-new-type", "balance": "7"},
+            ],
         }
     )
     connection = _submit(alice, GOOD)
     services.connection_check(connection_id=connection.pk)
     snapshot = BalanceSnapshot.objects.get(connection=connection)
-    assert "margin" not in snapshot.account_types
-    assert {"spot", "otc", "point"} <= set(snapshot.account_types)
-    assert connection.__class__.objects.get(pk=connection.pk).total_usdt == _expected_total_trading(
-        sandbox, GOOD[0]
+    assert snapshot.account_types == ["spot", "otc", "point", "margin"]
+    margin = snapshot.lines.get(account_type="margin", currency="usdt")
+    assert (margin.available, margin.debt, margin.value_usdt) == (
+        Decimal("1000.5"),
+        Decimal("-900.5"),
+        Decimal("100.0"),
     )
+    # Derived and unknown line types are kept as sent, never added to a value.
+    assert {o["type"] for o in snapshot.other_lines} == {"transfer-out-available", "some-new-type"}
+    connection.refresh_from_db()
+    assert connection.total_usdt == _expected_total(sandbox, GOOD[0])
+    assert connection.accounts_read == ["spot", "otc", "point", "margin"]
 
 
-def _expected_total_trading(sandbox, access_key: str) -> Decimal:
+def _expected_total(sandbox, access_key: str) -> Decimal:
+    """Every account, valued net of margin debt, from the sandbox's own data."""
     prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
     total = Decimal(0)
     for account in sandbox.accounts[access_key]["accounts"]:
-        if account["type"] not in ("spot", "otc", "point"):
-            continue
-        for line in account["list"]:
-            if line["type"] in ("trade", "frozen"):
+        for line in account.get("list", ()):
+            if line["type"] in ("trade", "frozen", "loan", "interest"):
                 total += Decimal(line["balance"]) * (price_in_usdt(line["currency"], prices) or 0)
     return total

@@ -27,7 +27,7 @@ def test_a_coin_with_no_route_is_unpriced():
     assert price_in_usdt("nope", PRICES) is None
 
 
-def test_available_and_in_orders_are_summed_across_accounts_exactly():
+def test_available_and_in_orders_are_kept_per_account_and_summed_exactly():
     valuation = value_balances(
         [
             _balance(
@@ -41,9 +41,10 @@ def test_available_and_in_orders_are_summed_across_accounts_exactly():
         ],
         PRICES,
     )
-    usdt = next(h for h in valuation.holdings if h.currency == "usdt")
-    assert usdt.available == D("92.850043797676510303")
+    usdt = next(h for h in valuation.holdings if (h.account_type, h.currency) == ("spot", "usdt"))
+    assert usdt.available == D("91.850043797676510303")
     assert usdt.in_orders == D("5.160000000000000015")
+    assert usdt.total == D("97.010043797676510318")
     assert valuation.total_usdt == D("98.010043797676510318") + D("30000")
     assert valuation.unpriced == ("nope",)
     assert valuation.account_types == ("spot", "otc")
@@ -52,9 +53,30 @@ def test_available_and_in_orders_are_summed_across_accounts_exactly():
     assert valuation.total_btc == valuation.total_usdt / D("60000")
 
 
-def test_margin_loans_and_interest_are_not_counted_as_trading_balance():
+def test_a_margin_account_is_valued_net_of_loans_and_interest():
     valuation = value_balances(
-        [_balance("margin", ("usdt", "trade", "10"), ("usdt", "loan", "-100"), ("usdt", "interest", "-1"))],
+        [
+            _balance(
+                "margin",
+                ("btc", "trade", "1"),
+                ("btc", "loan", "-0.5"),
+                ("btc", "interest", "-0.01"),
+                ("btc", "loan-available", "3"),
+            )
+        ],
         PRICES,
     )
-    assert valuation.total_usdt == D("10")
+    (holding,) = valuation.holdings
+    assert holding.total == D("1") and holding.debt == D("-0.51")
+    assert valuation.total_usdt == D("0.49") * D("60000")
+    assert [(o.type, o.balance) for o in valuation.other_lines] == [("loan-available", D("3"))]
+
+
+def test_unknown_line_types_are_kept_not_crashed_on():
+    valuation = value_balances([_balance("spot", ("usdt", "trade", "1"), ("usdt", "brand-new", "5"))], PRICES)
+    assert valuation.total_usdt == D("1")
+    assert valuation.other_lines[0].type == "brand-new"
+
+
+def test_a_usdt_pegged_coin_is_valued_at_its_market_price():
+    assert price_in_usdt("usdc", {"usdcusdt": D("0.9993")}) == D("0.9993")
