@@ -77,6 +77,8 @@ _CODES: dict[str, ErrorKind] = {
     "1003": ErrorKind.INVALID_SIGNATURE,
     "403": ErrorKind.INVALID_ACCESS_KEY,
     "1002": ErrorKind.FORBIDDEN,
+    # The key cannot see that account (wrong id, or uid and account id mixed up).
+    "account-get-balance-account-inexistent-error": ErrorKind.FORBIDDEN,
     "2000": ErrorKind.IP_NOT_ALLOWED,
     "12004": ErrorKind.KEY_EXPIRED,
     "12005": ErrorKind.IP_NOT_ALLOWED,

@@ -59,3 +59,18 @@ def status_badge(connection: ExchangeConnection) -> str:
         _ICONS[tone],
         label,
     )
+
+
+@register.filter
+def split_permissions(value: str) -> set[str]:
+    return {p for p in value.split(",") if p}
+
+
+@register.filter
+def skew(milliseconds: int) -> str:
+    """How far our clock is from HTX's; signing corrects for it either way."""
+    if abs(milliseconds) < 1000:
+        return f"In sync with HTX (within {abs(milliseconds)} ms)"
+    seconds = abs(milliseconds) / 1000
+    direction = "behind" if milliseconds > 0 else "ahead of"
+    return f"This server's clock is {seconds:,.1f} s {direction} HTX's; requests are signed with HTX's time"

@@ -336,6 +336,42 @@ def test_every_account_is_read_and_a_margin_account_counts_net_of_its_loans(sand
     assert connection.accounts_read == ["spot", "otc", "point", "margin"]
 
 
+def test_an_account_htx_refuses_is_recorded_as_unread_without_failing_the_check(sandbox, alice):
+    sandbox.accounts[GOOD[0]]["accounts"].append(
+        {
+            "id": 77,
+            "type": "investment",
+            "subtype": "",
+            "state": "working",
+            "list": [],
+            "refuse": {
+                "err-code": "account-get-balance-account-inexistent-error",
+                "err-msg": "no such account",
+            },
+        }
+    )
+    connection = _submit(alice, GOOD)
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.accounts_unread == [
+        {
+            "type": "investment",
+            "id": 77,
+            "reason": "account-get-balance-account-inexistent-error: no such account",
+        }
+    ]
+    assert connection.accounts_read == ["spot", "otc", "point"]
+
+
+def test_a_refused_spot_account_fails_the_check(sandbox, alice):
+    sandbox.accounts[GOOD[0]]["accounts"][0]["refuse"] = {
+        "err-code": "account-get-balance-account-inexistent-error",
+        "err-msg": "no such account",
+    }
+    connection = _submit(alice, GOOD)
+    assert services.connection_check(connection_id=connection.pk) != Status.CONNECTED
+
+
 def _expected_total(sandbox, access_key: str) -> Decimal:
     """Every account, valued net of margin debt, from the sandbox's own data."""
     prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
@@ -345,3 +381,40 @@ def _expected_total(sandbox, access_key: str) -> Decimal:
             if line["type"] in ("trade", "frozen", "loan", "interest"):
                 total += Decimal(line["balance"]) * (price_in_usdt(line["currency"], prices) or 0)
     return total
+
+
+def test_a_sub_user_key_connects_with_its_permissions_marked_unknown(sandbox, alice):
+    connection = _submit(alice, demo_key("demo: sub-user"))
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert not connection.key_info_known
+    assert connection.permissions == "" and connection.htx_uid is None
+    assert connection.total_usdt is not None
+
+
+def test_keys_pasted_into_each_others_fields_are_named_as_such(sandbox, alice):
+    connection = _submit(alice, (GOOD[1], GOOD[0]))
+    assert services.connection_check(connection_id=connection.pk) == Status.INVALID
+    connection.refresh_from_db()
+    assert connection.error_kind == "keys_swapped"
+    assert not connection.has_keys
+
+
+@pytest.mark.parametrize("minutes", [10, -10])
+def test_a_local_clock_ten_minutes_off_still_connects_and_the_skew_is_recorded(sandbox, alice, minutes):
+    sandbox.clock_offset_ms = minutes * 60_000  # HTX's clock vs ours: same as ours being off
+    connection = _submit(alice, GOOD)
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert abs(connection.clock_skew_ms - minutes * 60_000) < 2_000
+
+
+def test_a_rate_limit_error_backs_off_without_marking_the_key_broken(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    sandbox.faults.update(rate_limited=True)
+    _make_due(connection)
+    assert services.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+    connection.refresh_from_db()
+    assert connection.error_kind == "rate_limited" and connection.has_keys and connection.established
+    assert connection.next_check_at > timezone.now()

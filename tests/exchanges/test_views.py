@@ -313,3 +313,34 @@ def test_an_ip_refusal_names_the_address_htx_saw(alice_client, alice):
         reverse("exchanges:connection-verification", args=[connection.pk])
     ).content.decode()
     assert "add 198.51.100.4 (the address HTX saw our request come from)" in body
+
+
+def test_a_connection_shows_what_htx_told_us_about_the_key(alice_client, alice):
+    from django.utils import timezone
+
+    _connection(
+        alice,
+        established=True,
+        last_verified_at=timezone.now(),
+        permissions="readOnly,trade",
+        ip_addresses="203.0.113.7",
+        htx_uid=63628520,
+        clock_skew_ms=-4200,
+        accounts_read=["spot", "otc"],
+        unpriced=["xyz"],
+        total_usdt="1",
+    )
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert "Read on" in body and "Trade on" in body and "Withdraw off" in body
+    assert "203.0.113.7" in body and "63628520" in body
+    assert "4.2 s ahead of HTX" in body
+    assert "spot, otc" in body
+    assert "1 asset with no price on HTX: XYZ" in body
+
+
+def test_a_sub_user_key_says_what_could_not_be_checked(alice_client, alice):
+    from django.utils import timezone
+
+    _connection(alice, established=True, last_verified_at=timezone.now(), key_info_known=False)
+    body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
+    assert "permissions, IP binding and expiry could not be checked" in body

@@ -7,6 +7,7 @@ withdraw on the same uid), bob is another HTX user whose account alice must not 
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+import ccxt
 import pytest
 import requests
 
@@ -36,6 +38,7 @@ FAR_IP = "farip1a2-b3c4d5e6-f7a8b9c0-d1e2f"
 LOOPBACK = "loop1a2b-c3d4e5f6-a7b8c9d0-e1f2a"
 TRADE_ONLY = "trad1a2b-c3d4e5f6-a7b8c9d0-e1f2a"
 SUB = "subu1a2b-c3d4e5f6-a7b8c9d0-e1f2a"
+READ_ONLY = "read1a2b-c3d4e5f6-a7b8c9d0-e1f2a"
 UNKNOWN = "nope1a2b-c3d4e5f6-a7b8c9d0-e1f2a"
 
 ALICE_UID = 1001
@@ -50,6 +53,7 @@ MSG_PERMISSION = "Signature not valid: API key has no permission [API Key没有�
 MSG_EXPIRED = "APIkey has expired"
 MSG_LOGIN = "The account is not logged in, please log in and try again."
 MSG_RATE = "Frequency of requests has exceeded the limit, please try again later"
+MSG_GATEWAY = "Failed to load data. Try again later."
 
 TICKERS = [
     {
@@ -116,6 +120,9 @@ def make_accounts() -> dict[str, dict[str, Any]]:
         LOOPBACK: key("7b8c9d0e-1f2a3b4c-5d6e7f80-91a2b", 1005, ipAddresses="10.0.0.0/8,127.0.0.0/8"),
         TRADE_ONLY: key("2d3e4f5a-6b7c8d9e-0f1a2b3c-4d5e6", 1006, permission="trade"),
         SUB: key("6e5d4c3b-2a1f0e9d-8c7b6a5f-4e3d2", 1007, subUser=True, accounts=[spot(7001)]),
+        READ_ONLY: key(
+            "1a2b3c4d-5e6f7a8b-9c0d1e2f-3a4b5", 1008, permission="readOnly", accounts=[spot(8001)]
+        ),
     }
 
 
@@ -404,6 +411,153 @@ def test_it_refuses_calls_past_the_rate_limit_of_the_uid(sandbox, http):
     assert signed_get(http, sandbox, "/v1/account/accounts").json()["status"] == "ok"
 
 
+# --- asset valuation (E7) -------------------------------------------------------------------
+
+VALUATION_TICKERS = [
+    *TICKERS,  # btcusdt 43250.5
+    {"symbol": "ethusdt", "close": 2000},
+    {"symbol": "ethbtc", "close": 0.05},  # not used: eth has a direct usdt pair
+    {"symbol": "xyzbtc", "close": 0.0001},  # xyz: btc route only
+    {"symbol": "abceth", "close": 0.5},  # abc: eth route only
+]
+
+
+def margin(account_id: int, subtype: str, *lines: tuple[str, str, str]) -> dict[str, Any]:
+    return {**spot(account_id, *lines), "type": "margin", "subtype": subtype}
+
+
+@pytest.fixture
+def valued(sandbox):
+    """alice holds usdt, btc, eth, a btc-route coin, an eth-route coin and an unpriced coin."""
+    sandbox.tickers = [dict(t) for t in VALUATION_TICKERS]
+    sandbox.accounts[ALICE]["accounts"] = [
+        spot(
+            2001,
+            ("usdt", "trade", "100.500000000000000000"),
+            ("usdt", "frozen", "20"),
+            ("btc", "trade", "0.01"),
+            ("btc", "frozen", "0.002"),
+            ("eth", "trade", "1.5"),
+            ("xyz", "trade", "1000"),
+            ("abc", "trade", "10"),
+            ("abc", "frozen", "2"),
+            ("nop", "trade", "99"),  # no route to USDT: left out
+        ),
+        {"id": 2002, "type": "otc", "subtype": "", "state": "working", "list": []},
+        margin(
+            2003,
+            "btcusdt",
+            ("btc", "trade", "0.1"),
+            ("usdt", "trade", "1000"),
+            ("usdt", "loan", "-500"),  # only trade + frozen lines count
+            ("usdt", "interest", "-1"),
+        ),
+        margin(2004, "ethusdt", ("eth", "trade", "1")),
+    ]
+    return sandbox
+
+
+def valuation(http, sb, access_key: str = ALICE, **params: str) -> requests.Response:
+    return signed_get(http, sb, "/v2/account/asset-valuation", params, access_key=access_key)
+
+
+def test_asset_valuation_answers_htx_shape_in_btc_by_default(valued, http):
+    before = int(time.time() * 1000)
+    response = valuation(http, valued, accountType="spot")
+    body = response.json()
+    assert list(body) == ["code", "data", "ok"]
+    assert body["code"] == 200 and body["ok"] is True
+    assert list(body["data"]) == ["balance", "timestamp"]
+    assert before - 5 <= body["data"]["timestamp"] <= int(time.time() * 1000) + 5
+    # usdt 120.5 + btc 0.012 x 43250.5 + eth 1.5 x 2000 + xyz 1000 x 0.0001 x 43250.5
+    # + abc 12 x 0.5 x 2000 = 19964.556 USDT; / 43250.5, 8 decimals rounded down
+    total_usdt = Decimal("120.5") + Decimal("519.006") + 3000 + Decimal("4325.05") + 12000
+    assert body["data"]["balance"] == "0.46160289"
+    assert Decimal(body["data"]["balance"]) == (total_usdt / Decimal("43250.5")).quantize(
+        Decimal("1E-8"), rounding="ROUND_DOWN"
+    )
+    assert '"balance":"0.46160289"' in response.text  # a JSON string, plain notation
+    assert response.headers["X-HB-RateLimit-Requests-Remain"] == "99"  # NEW rule, per uid
+
+
+def test_asset_valuation_in_usd_and_other_fiat_per_account_type(valued, http):
+    def balance(**params: str) -> str:
+        body = valuation(http, valued, **params).json()
+        assert body["code"] == 200, body
+        return body["data"]["balance"]
+
+    assert balance(accountType="spot", valuationCurrency="USD") == "19964.55"  # USDT as USD
+    assert balance(accountType="spot", valuationCurrency="EUR") == "18367.39"  # x 0.92, fixed
+    assert balance(accountType="spot", valuationCurrency="CNY") == "143744.80"  # x 7.2, fixed
+    # margin: both isolated accounts, trade lines only: 0.1 x 43250.5 + 1000 + 1 x 2000
+    assert balance(accountType="margin", valuationCurrency="USD") == "7325.05"
+    assert balance(accountType="margin") == "0.16936335"
+    assert balance(accountType="otc", valuationCurrency="USD") == "0.00"  # empty account
+    assert balance(accountType="super-margin") == "0.00000000"  # no such account: zero
+    valued.fiat_per_usd["EUR"] = Decimal("0.5")
+    assert balance(accountType="spot", valuationCurrency="EUR") == "9982.27"
+
+
+def test_asset_valuation_of_the_default_demo_key(http):
+    good, _ = next((k, e) for k, e in load_accounts().items() if e["note"].startswith("demo: good key"))
+    with HtxSandbox(load_accounts(), load_tickers()) as sb:
+        usd = valuation(http, sb, access_key=good, accountType="spot", valuationCurrency="USD")
+        btc = valuation(http, sb, access_key=good, accountType="spot")
+    # usdt 1020.5 + btc 0.0173 x 43250.5 + eth 0.5201 x 2285.42 + ht 123.45 x 0.5631
+    # + xyz 250 x 0.000153 x 43250.5 + usdc 15.25 x 0.9998 = 4696.473862 USDT
+    assert usd.json()["data"]["balance"] == "4696.47"
+    assert btc.json()["data"]["balance"] == "0.10858773"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, {"code": 2003, "message": 'missing mandatory field "accountType"'}),
+        ({"accountType": ""}, {"code": 2003, "message": 'missing mandatory field "accountType"'}),
+        ({"accountType": "point"}, {"code": 2002, "message": 'invalid field value in "accountType"'}),
+        ({"accountType": "Spot"}, {"code": 2002, "message": 'invalid field value in "accountType"'}),
+        (
+            {"accountType": "spot", "valuationCurrency": "USDT"},
+            {"code": 2002, "message": 'invalid field value in "valuationCurrency"'},
+        ),
+        (
+            {"accountType": "spot", "valuationCurrency": "usd"},
+            {"code": 2002, "message": 'invalid field value in "valuationCurrency"'},
+        ),
+        (
+            {"accountType": "spot", "valuationCurrency": ""},
+            {"code": 2002, "message": 'invalid field value in "valuationCurrency"'},
+        ),
+        ({"accountType": "spot", "subUid": "1007"}, {"code": 1002, "message": "forbidden"}),
+        (
+            {"accountType": "spot", "subUid": "x"},
+            {"code": 2002, "message": 'invalid field value in "subUid"'},
+        ),
+    ],
+)
+def test_asset_valuation_refuses_bad_parameters_with_v2_errors(valued, http, params, expected):
+    response = valuation(http, valued, **params)
+    assert response.status_code == 200
+    assert response.json() == expected
+
+
+def test_asset_valuation_is_refused_to_a_sub_user_and_needs_only_read(valued, http):
+    response = valuation(http, valued, access_key=SUB, accountType="spot")
+    assert response.json() == {"code": 1002, "message": "forbidden"}
+    body = valuation(http, valued, access_key=READ_ONLY, accountType="spot").json()
+    assert body["code"] == 200 and body["data"]["balance"] == "0.00000000"
+    response = valuation(http, valued, access_key=TRADE_ONLY, accountType="spot")
+    assert_v1_error(response, "api-signature-not-valid", MSG_PERMISSION)
+
+
+def test_asset_valuation_in_btc_needs_the_btcusdt_ticker(valued, http):
+    valued.tickers = [t for t in valued.tickers if t["symbol"] != "btcusdt"]
+    assert valuation(http, valued, accountType="spot").json() == {"code": 500, "message": "System error"}
+    # in USD the coins without a route are left out: usdt 120.5 + eth 1.5 x 2000 + abc 12000
+    body = valuation(http, valued, accountType="spot", valuationCurrency="USD").json()
+    assert body["data"]["balance"] == "15120.50"
+
+
 # --- authentication errors ------------------------------------------------------------------
 
 
@@ -588,21 +742,174 @@ def test_it_accepts_the_published_test_vectors(sandbox, http):
     assert http.get(url, headers={"Host": "api-aws.huobi.pro"}).json()["status"] == "ok"
 
 
-def test_ccxt_signs_in_and_reads_balances(sandbox):
-    import ccxt
-
-    exchange = ccxt.htx({"apiKey": ALICE, "secret": sandbox.accounts[ALICE]["secret"]})
-    exchange.hostname = netloc(sandbox)
-    exchange.urls["hostnames"]["spot"] = netloc(sandbox)
+def ccxt_htx(sb: HtxSandbox, access_key: str = ALICE) -> ccxt.htx:
+    """ccxt's own htx client (pinned test dependency), pointed at the sandbox over plain HTTP."""
+    assert ccxt.__version__ == "4.5.90"
+    exchange = ccxt.htx({"apiKey": access_key, "secret": sb.accounts[access_key]["secret"]})
+    exchange.hostname = netloc(sb)
+    exchange.urls["hostnames"]["spot"] = netloc(sb)
     for name in exchange.urls["api"]:
         exchange.urls["api"][name] = "http://{hostname}"
-    assert exchange.spot_private_get_v2_user_uid() == {"code": 200, "data": ALICE_UID}
     exchange.set_markets([])  # skip load_markets' public calls, which the sandbox does not serve
+    return exchange
+
+
+def test_ccxt_reads_uid_key_info_accounts_and_balances_and_is_refused_a_wrong_secret(sandbox):
+    exchange = ccxt_htx(sandbox)
+    assert exchange.spot_private_get_v2_user_uid() == {"code": 200, "data": ALICE_UID}
+
+    info = exchange.spot_private_get_v2_user_api_key({"uid": ALICE_UID, "accessKey": ALICE})
+    assert info["code"] == 200 and info["ok"] is True
+    assert [(k["accessKey"], k["permission"], k["validDays"]) for k in info["data"]] == [
+        (ALICE, "readOnly,trade", 80)
+    ]
+
+    accounts = exchange.fetch_accounts()
+    assert [(a["id"], a["type"]) for a in accounts] == [("2001", "spot"), ("2002", "otc")]
+    assert accounts[0]["info"] == {"id": 2001, "type": "spot", "subtype": "", "state": "working"}
+
     balance = exchange.fetch_balance()
     assert balance["USDT"]["total"] == pytest.approx(97.010043797676510318)
+    assert balance["USDT"]["free"] == pytest.approx(91.850043797676510303)
+
     exchange.secret = "00000000-11111111-22222222-33333"
     with pytest.raises(ccxt.AuthenticationError, match="Verification failure"):
         exchange.spot_private_get_v1_account_accounts()
+
+
+def test_ccxt_reads_the_asset_valuation(sandbox):
+    exchange = ccxt_htx(sandbox)
+    response = exchange.spot_private_get_v2_account_asset_valuation(
+        {"accountType": "spot", "valuationCurrency": "BTC"}
+    )
+    assert response["code"] == 200 and response["ok"] is True
+    assert response["data"]["balance"] == "0.00224298"  # 97.0100437976765535685 USDT / 43250.5
+    usd = exchange.spot_private_get_v2_account_asset_valuation(
+        {"accountType": "spot", "valuationCurrency": "USD"}
+    )
+    assert usd["data"]["balance"] == "97.01"
+
+
+def test_ccxt_signs_a_post_with_an_unsigned_json_body_and_maps_the_unknown_order(sandbox):
+    exchange = ccxt_htx(sandbox)
+    with pytest.raises(ccxt.OrderNotFound, match="order-orderstate-error"):
+        exchange.spot_private_post_v1_order_orders_order_id_submitcancel(
+            {"order-id": "59378", "symbol": "btcusdt"}
+        )
+    exchange.secret = "00000000-11111111-22222222-33333"
+    with pytest.raises(ccxt.AuthenticationError, match="Verification failure"):
+        exchange.spot_private_post_v1_order_orders_order_id_submitcancel({"order-id": "59378"})
+
+
+# --- POST: JSON body, unsigned ----------------------------------------------------------------
+
+
+def signed_post_url(sb: HtxSandbox, path: str, *, access_key: str = ALICE, secret: str | None = None) -> str:
+    """POST signs only the 4 auth parameters (§2 step 3)."""
+    if secret is None:
+        secret = sb.accounts[access_key]["secret"]
+    query = signing.signed_query(
+        method="POST",
+        host=netloc(sb),
+        path=path,
+        access_key=access_key,
+        secret=secret,
+        timestamp=now_stamp(),
+    )
+    return f"{sb.url}{path}?{query}"
+
+
+CANCEL = "/v1/order/orders/59378/submitcancel"
+ORDER_STATE_ERROR = {
+    "status": "error",
+    "err-code": "order-orderstate-error",
+    "err-msg": "Incorrect order state",
+    "order-state": -1,
+    "data": None,
+}
+
+
+def test_it_accepts_the_post_vector_v5_whatever_the_unsigned_body_holds(sandbox, http):
+    sandbox.accounts["abcd1234-ef567890-12345678-9abcd"] = key("00000000-11111111-22222222-33333", 63628520)
+    sandbox.clock_offset_ms = 1704164645000 - int(time.time() * 1000)
+    url = (
+        f"{sandbox.url}{CANCEL}?AccessKeyId=abcd1234-ef567890-12345678-9abcd"
+        "&SignatureMethod=HmacSHA256&SignatureVersion=2&Timestamp=2024-01-02T03%3A04%3A05"
+        "&Signature=MBi7lq%2B5O0TM%2Fhl1zv8hwukzwiS2M4EOvYzuTNC4dpI%3D"
+    )
+    headers = {"Host": "api.huobi.pro", "Content-Type": "application/json"}
+    for body in (b'{"symbol":"btcusdt"}', b'{"symbol":"ethusdt","note":"a b"}', b"{}"):
+        response = http.post(url, data=body, headers=headers)
+        assert response.status_code == 200
+        assert response.json() == ORDER_STATE_ERROR
+    # the same signature sent for api-aws.huobi.pro fails: the host is signed, the body is not
+    response = http.post(url, data=b'{"symbol":"btcusdt"}', headers={**headers, "Host": "api-aws.huobi.pro"})
+    assert_v1_error(response, "api-signature-not-valid", MSG_VERIFY)
+
+
+def test_a_post_whose_body_fields_were_signed_is_refused(sandbox, http):
+    # A client that signs the body's fields as if they were query parameters fails.
+    query = signing.signed_query(
+        method="POST",
+        host=netloc(sandbox),
+        path=CANCEL,
+        access_key=ALICE,
+        secret=sandbox.accounts[ALICE]["secret"],
+        timestamp=now_stamp(),
+        params={"symbol": "btcusdt"},
+    )
+    query = "&".join(part for part in query.split("&") if not part.startswith("symbol="))
+    response = http.post(f"{sandbox.url}{CANCEL}?{query}", json={"symbol": "btcusdt"})
+    assert_v1_error(response, "api-signature-not-valid", MSG_VERIFY)
+    response = http.post(signed_post_url(sandbox, CANCEL), json={"symbol": "btcusdt"})
+    assert response.json() == ORDER_STATE_ERROR
+
+
+def test_a_post_needs_trade_permission_and_a_right_secret(sandbox, http):
+    response = http.post(signed_post_url(sandbox, CANCEL, access_key=READ_ONLY), json={})
+    assert_v1_error(response, "api-signature-not-valid", MSG_PERMISSION)
+    response = http.post(signed_post_url(sandbox, CANCEL, secret="wrong"), json={})
+    assert_v1_error(response, "api-signature-not-valid", MSG_VERIFY)
+    response = http.post(f"{sandbox.url}{CANCEL}", json={})
+    assert_v1_error(response, "login-required", MSG_LOGIN)
+    path = "/v1/order/orders/abc/submitcancel"
+    response = http.post(signed_post_url(sandbox, path), json={})
+    assert_v1_error(response, "validation-format-error", "Format Error: order-id.")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"symbol":'),  # bad JSON
+        ("application/json", b""),  # no JSON at all
+        ("application/json", b'["btcusdt"]'),  # not an object
+        ("application/json", b'{"symbol":"\xff"}'),  # not UTF-8
+        ("application/x-www-form-urlencoded", b'{"symbol":"btcusdt"}'),  # wrong Content-Type
+        ("text/plain", b'{"symbol":"btcusdt"}'),
+        (None, b'{"symbol":"btcusdt"}'),
+    ],
+)
+def test_a_post_with_bad_json_or_content_type_gets_gateway_internal_error(sandbox, http, content_type, body):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = http.post(signed_post_url(sandbox, CANCEL), data=body, headers=headers)
+    assert_v1_error(response, "gateway-internal-error", MSG_GATEWAY)
+
+
+def test_a_post_accepts_json_content_type_with_a_charset(sandbox, http):
+    headers = {"Content-Type": "application/json;charset=UTF-8"}
+    response = http.post(signed_post_url(sandbox, CANCEL), data=b'{"symbol":"btcusdt"}', headers=headers)
+    assert response.json() == ORDER_STATE_ERROR
+
+
+def test_submitcancel_answers_405_to_get_and_post_stays_405_elsewhere(sandbox, http):
+    response = signed_get(http, sandbox, CANCEL)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json()["err-msg"] == "Request method 'GET' not supported"
+    response = http.post(signed_post_url(sandbox, "/v2/user/uid"), json={})
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    response = http.post(signed_post_url(sandbox, "/v1/order/orders/59378/cancel"), json={})
+    assert response.status_code == 405 and "Allow" not in response.headers
 
 
 # --- gateway behaviour ----------------------------------------------------------------------
@@ -654,6 +961,7 @@ def test_an_http_status_fault_set_over_http_answers_a_gateway_page(sandbox, http
         "http_status": 502,
         "maintenance": False,
         "rate_limited": False,
+        "malformed_json": False,
         "paths": None,
     }
     response = signed_get(http, sandbox, "/v1/account/accounts")
@@ -705,6 +1013,136 @@ def test_the_clock_can_be_moved_over_http(sandbox, http):
     assert_v1_error(response, "api-signature-not-valid", MSG_TIME)
 
 
+def test_malformed_json_answers_200_with_a_truncated_body_and_a_matching_length(sandbox, http):
+    sandbox.faults.malformed_json = True
+    response = signed_get(http, sandbox, "/v1/account/accounts")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json;charset=utf-8"
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    assert response.text.startswith('{"status":"ok","data":[')
+    assert response.headers["X-HB-RateLimit-Requests-Remain"] == "99"  # the real answer's headers
+    with pytest.raises(requests.JSONDecodeError):
+        response.json()
+    for path in ("/v1/common/timestamp", "/market/tickers"):
+        with pytest.raises(ValueError):
+            json.loads(http.get(f"{sandbox.url}{path}").content)
+    with pytest.raises(ValueError):
+        json.loads(signed_get(http, sandbox, "/v2/user/uid").content)
+    sandbox.faults.clear()
+    assert signed_get(http, sandbox, "/v1/account/accounts").json()["status"] == "ok"  # same connection
+
+
+def test_malformed_json_set_over_http_only_hits_the_paths_it_names(sandbox, http):
+    response = http.post(
+        f"{sandbox.url}/_sandbox/faults", json={"malformed_json": True, "paths": ["/v1/account"]}
+    )
+    assert response.json()["malformed_json"] is True
+    with pytest.raises(requests.JSONDecodeError):
+        signed_get(http, sandbox, "/v1/account/accounts/2001/balance").json()
+    assert http.get(f"{sandbox.url}/v1/common/timestamp").json()["status"] == "ok"
+    assert signed_get(http, sandbox, "/v2/user/uid").json()["code"] == 200
+    assert http.post(f"{sandbox.url}/_sandbox/faults", json={"malformed_json": "yes"}).status_code == 400
+
+
+# --- runtime key changes ----------------------------------------------------------------------
+
+
+def test_the_keys_hook_shows_a_key_without_its_secret(sandbox, http):
+    response = http.get(f"{sandbox.url}/_sandbox/keys/{ALICE}")
+    assert response.status_code == 200
+    shown = response.json()
+    assert "secret" not in shown and sandbox.accounts[ALICE]["secret"] not in response.text
+    assert shown["accessKey"] == ALICE
+    assert {k: shown[k] for k in ("uid", "permission", "ipAddresses", "validDays", "status")} == {
+        "uid": ALICE_UID,
+        "permission": "readOnly,trade",
+        "ipAddresses": "",
+        "validDays": 80,
+        "status": "normal",
+    }
+    assert [a["id"] for a in shown["accounts"]] == [2001, 2002]
+    assert http.get(f"{sandbox.url}/_sandbox/keys/{UNKNOWN}").status_code == 404
+
+
+def test_a_key_loses_trade_then_expires_while_a_client_stays_connected(sandbox, http):
+    assert http.post(signed_post_url(sandbox, CANCEL), json={}).json() == ORDER_STATE_ERROR
+    before = int(time.time() * 1000)
+    response = http.post(f"{sandbox.url}/_sandbox/keys/{ALICE}", json={"permission": "readOnly", "note": "x"})
+    assert response.status_code == 200
+    shown = response.json()
+    assert (shown["permission"], shown["note"], shown["validDays"]) == ("readOnly", "x", 80)
+    assert "secret" not in shown and shown["updateTime"] >= before
+    assert sandbox.accounts[ALICE]["permission"] == "readOnly"  # the same entry, merged in place
+    # the same keep-alive session now sees the change
+    response = http.post(signed_post_url(sandbox, CANCEL), json={})
+    assert_v1_error(response, "api-signature-not-valid", MSG_PERMISSION)
+    info = signed_get(http, sandbox, "/v2/user/api-key", {"uid": str(ALICE_UID), "accessKey": ALICE})
+    assert info.json()["data"][0]["permission"] == "readOnly"
+    assert info.json()["data"][0]["updateTime"] == shown["updateTime"]
+
+    http.post(f"{sandbox.url}/_sandbox/keys/{ALICE}", json={"status": "expired", "validDays": 0})
+    response = signed_get(http, sandbox, "/v1/account/accounts")
+    assert_v1_error(response, "api-signature-not-valid", MSG_EXPIRED)
+
+
+def test_the_keys_hook_changes_ip_binding_sub_user_and_accounts(sandbox, http):
+    url = f"{sandbox.url}/_sandbox/keys/{ALICE}"
+    http.post(url, json={"ipAddresses": "203.0.113.7"})
+    assert "Incorrect IP address" in signed_get(http, sandbox, "/v1/account/accounts").json()["err-msg"]
+    http.post(url, json={"ipAddresses": "127.0.0.1", "subUser": True, "accounts": [spot(2009)]})
+    assert signed_get(http, sandbox, "/v2/user/uid").json() == {"code": 1002, "message": "forbidden"}
+    body = signed_get(http, sandbox, "/v1/account/accounts").json()
+    assert [a["id"] for a in body["data"]] == [2009]
+
+
+def test_the_keys_hook_refuses_unknown_keys_fields_and_wrong_types(sandbox, http):
+    before = dict(sandbox.accounts[ALICE])
+    assert http.post(f"{sandbox.url}/_sandbox/keys/{UNKNOWN}", json={"note": "x"}).status_code == 404
+    for body in (
+        {"secret": "stolen"},
+        {"uid": 1},
+        {"note": "ok", "nope": 1},
+        {"validDays": "80"},
+        {"validDays": True},
+        {"subUser": 1},
+        {"permission": ["readOnly"]},
+        {"accounts": [{"type": "spot"}]},
+    ):
+        response = http.post(f"{sandbox.url}/_sandbox/keys/{ALICE}", json=body)
+        assert response.status_code == 400, body
+        assert "error" in response.json()
+    for data in (b"[1]", b"{", b'"x"'):
+        assert http.post(f"{sandbox.url}/_sandbox/keys/{ALICE}", data=data).status_code == 400
+    assert sandbox.accounts[ALICE] == before  # nothing was half-applied
+    assert http.delete(f"{sandbox.url}/_sandbox/keys/{ALICE}").status_code == 405
+
+
+def test_the_python_update_key_equals_the_http_hook(sandbox):
+    shown = sandbox.update_key(ALICE, {"validDays": 3})
+    assert shown["validDays"] == 3 and "secret" not in shown
+    with pytest.raises(KeyError):
+        sandbox.update_key(UNKNOWN, {"validDays": 3})
+    with pytest.raises(ValueError):
+        sandbox.update_key(ALICE, {"secret": "x"})
+    assert sandbox.key_entry(UNKNOWN) is None
+
+
+def test_concurrent_key_changes_leave_a_whole_entry(sandbox, http):
+    def flip(n: int) -> None:
+        with requests.Session() as session:
+            for i in range(20):
+                perm = "readOnly" if (n + i) % 2 else "readOnly,trade"
+                session.post(f"{sandbox.url}/_sandbox/keys/{ALICE}", json={"permission": perm, "note": perm})
+
+    threads = [threading.Thread(target=flip, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    entry = sandbox.accounts[ALICE]
+    assert entry["permission"] == entry["note"]  # both fields of one merge, never mixed
+
+
 # --- transport ------------------------------------------------------------------------------
 
 
@@ -748,5 +1186,7 @@ def test_the_management_command_serves_and_prints_the_demo_keys(http):
     assert not thread.is_alive()
     text = out.getvalue()
     assert sb.url in text
+    assert f"{sb.url}/_sandbox/keys/<access key>" in text and "malformed_json" in text
+    assert "GET /v2/account/asset-valuation" in text and "/submitcancel" in text
     for access_key, entry in load_accounts().items():
         assert access_key in text and entry["secret"] in text and entry["note"] in text

@@ -8,7 +8,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from exchanges.htx.sandbox import HtxSandbox, load_accounts, load_tickers
+from exchanges.htx.sandbox import (
+    ENDPOINTS,
+    FAULT_NAMES,
+    KEY_FIELDS,
+    HtxSandbox,
+    load_accounts,
+    load_tickers,
+)
 
 
 def key_table(accounts: dict[str, dict[str, Any]]) -> str:
@@ -20,6 +27,22 @@ def key_table(accounts: dict[str, dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {s:<{widths[1]}}  {n}".rstrip() for a, s, n in rows]
     lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def endpoints_help(url: str) -> str:
+    """What the sandbox serves: HTX's endpoints, then its own test hooks (not part of HTX)."""
+    faults = ", ".join(name for name in FAULT_NAMES if name != "paths")
+    lines = [
+        "HTX endpoints:",
+        *(f"  {endpoint}" for endpoint in ENDPOINTS),
+        "Test hooks (not HTX; change the running sandbox, no restart):",
+        f"  GET/POST/DELETE {url}/_sandbox/faults  JSON object of {faults}, paths",
+        "    (a client timeout = latency_ms above its read timeout; paths = prefixes it applies to)",
+        f'  GET/POST {url}/_sandbox/clock  {{"clock_offset_ms": <int>}}',
+        f"  GET/POST {url}/_sandbox/keys/<access key>  GET shows the key (no secret); POST merges",
+        f"    a JSON object of {', '.join(KEY_FIELDS)}",
+    ]
     return "\n".join(lines)
 
 
@@ -49,10 +72,8 @@ class Command(BaseCommand):
         sandbox.bind()  # so the printed URL has the real port
         self.sandbox = sandbox  # lets a test or an embedding process stop it
         self.stdout.write(self.style.SUCCESS(f"HTX sandbox listening on {sandbox.url}"))
-        self.stdout.write(
-            "Sign for the host in that URL (host:port). Faults: GET/POST/DELETE "
-            f"{sandbox.url}/_sandbox/faults\n"
-        )
+        self.stdout.write("Sign for the host in that URL (host:port).")
+        self.stdout.write(endpoints_help(sandbox.url) + "\n")
         self.stdout.write(key_table(sandbox.accounts))
         self.stdout.write("\nPress Ctrl-C to stop.")
         self.stdout.flush()
