@@ -62,8 +62,8 @@ def status_badge(connection: ExchangeConnection) -> str:
 
 
 @register.filter
-def split_permissions(value: str) -> set[str]:
-    return {p for p in value.split(",") if p}
+def split_commas(value: str) -> list[str]:
+    return [part for part in value.split(",") if part]
 
 
 @register.filter
