@@ -157,6 +157,15 @@ HTX_TIMEOUT = (env.float("HTX_CONNECT_TIMEOUT", default=3.05), env.float("HTX_RE
 # How often a connected key's balances are re-read, and how long tickers are shared.
 BALANCE_REFRESH_SECONDS = env.int("BALANCE_REFRESH_SECONDS", default=300)
 TICKERS_CACHE_SECONDS = env.int("TICKERS_CACHE_SECONDS", default=60)
+# "Refresh now" at most this often per connection, so nobody can hammer HTX through us.
+REFRESH_NOW_MIN_SECONDS = env.int("REFRESH_NOW_MIN_SECONDS", default=30)
+# Balance history kept: every snapshot for a day, hourly for this many days, daily up to the last.
+SNAPSHOT_HOURLY_DAYS = env.int("SNAPSHOT_HOURLY_DAYS", default=7)
+SNAPSHOT_DAILY_DAYS = env.int("SNAPSHOT_DAILY_DAYS", default=365)
+# Where users delete a key on HTX, offered when they remove a connection here.
+HTX_API_MANAGEMENT_URL = env.str("HTX_API_MANAGEMENT_URL", default="https://www.htx.com/en-us/apikey")
+# This dashboard's outgoing IP addresses, for users who bind their key to IPs (see the help page).
+EGRESS_IPS = env.list("EGRESS_IPS", default=[])
 # A connection left in Verifying longer than this (lost message, dead worker) is queued again.
 VERIFY_STALE_SECONDS = env.int("VERIFY_STALE_SECONDS", default=60)
 # A key HTX refused after it had worked (IP list, permissions) is looked at again this often,
@@ -195,6 +204,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchanges.tasks.queue_due_checks",
         "schedule": timedelta(seconds=SWEEP_SECONDS),
         "options": {"expires": max(SWEEP_SECONDS - 1, 1)},
+    },
+    "prune-snapshots": {
+        "task": "exchanges.tasks.prune_snapshots",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
     },
 }
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.db.models import Q
 
 from .models import ExchangeConnection
 from .services import access_key_fingerprint
@@ -56,9 +57,10 @@ class HtxConnectionForm(forms.Form):
         help_text="Shown once by HTX when you created the key. Stored encrypted, never shown again.",
     )
 
-    def __init__(self, *args, owner=None, **kwargs):
+    def __init__(self, *args, owner=None, replacing: ExchangeConnection | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.owner = owner
+        self.replacing = replacing
 
     def clean_access_key(self) -> str:
         return _clean_key(self.cleaned_data["access_key"], "API Key")
@@ -76,10 +78,13 @@ class HtxConnectionForm(forms.Form):
                 "The API Key and the Secret Key are the same. HTX shows two different values: "
                 "paste the Access Key into API Key and the Secret Key into Secret Key."
             )
+        fingerprint = access_key_fingerprint(access_key)
         existing = ExchangeConnection.objects.filter(
-            access_key_fingerprint=access_key_fingerprint(access_key)
+            Q(access_key_fingerprint=fingerprint) | Q(pending_fingerprint=fingerprint)
         ).first()
-        if existing is not None:
+        if existing is not None and existing == self.replacing:
+            self.add_error("access_key", "This is the key this connection already uses.")
+        elif existing is not None:
             if existing.owner_id == getattr(self.owner, "pk", None):
                 self.add_error("access_key", "This API key is already connected to your account.")
             else:
@@ -90,3 +95,13 @@ class HtxConnectionForm(forms.Form):
                     "Create a separate key on HTX for this account.",
                 )
         return data
+
+
+class ReplaceKeysForm(HtxConnectionForm):
+    """A new key for an existing connection: same checks, no label."""
+
+    label = None
+
+
+class RenameForm(forms.Form):
+    label = forms.CharField(required=False, max_length=64, strip=True, help_text="Leave empty to show “HTX”.")

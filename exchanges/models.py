@@ -32,9 +32,12 @@ class ConnectionQuerySet(models.QuerySet):
         return self.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
 
     def needing_check(self, now) -> ConnectionQuerySet:
-        """Rows holding a key that are waiting to be verified or due for their next check."""
-        return self.filter(access_key_fingerprint__isnull=False).filter(
-            Q(status=Status.VERIFYING) | Q(next_check_at__lte=now)
+        """Rows waiting to be verified, holding a replacement key to verify, or due for their
+        next check."""
+        return self.filter(
+            Q(access_key_fingerprint__isnull=False, status=Status.VERIFYING)
+            | Q(pending_fingerprint__isnull=False)
+            | Q(access_key_fingerprint__isnull=False, next_check_at__lte=now)
         )
 
 
@@ -75,6 +78,17 @@ class ExchangeConnection(models.Model):
     accounts_unread = models.JSONField(default=list, blank=True)  # [{"type", "id", "reason"}]
     unpriced = models.JSONField(default=list, blank=True)  # currencies with no route to USDT
 
+    # A replacement key waiting for its check (Replace keys): the current key stays in use
+    # until the new one has proved to be a working key of the same HTX account.
+    pending_access_key = EncryptedTextField(null=True, editable=False)
+    pending_secret_key = EncryptedTextField(null=True, editable=False)
+    pending_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
+    replacement_error = models.TextField(blank=True)  # why the last replacement was refused
+
+    latest_snapshot = models.ForeignKey(
+        "BalanceSnapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
     # Scheduling: the database is the source of truth for pending work, not the broker.
     attempts = models.PositiveIntegerField(default=0)  # consecutive transient failures
     next_check_at = models.DateTimeField(null=True, blank=True)
@@ -85,6 +99,8 @@ class ExchangeConnection(models.Model):
     last_verified_at = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)  # any finished check
+    refresh_requested_at = models.DateTimeField(null=True, blank=True)  # "Refresh now"
 
     objects = ConnectionQuerySet.as_manager()
 
@@ -96,7 +112,12 @@ class ExchangeConnection(models.Model):
                 fields=["exchange", "access_key_fingerprint"],
                 condition=Q(access_key_fingerprint__isnull=False),
                 name="unique_access_key_per_exchange",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["exchange", "pending_fingerprint"],
+                condition=Q(pending_fingerprint__isnull=False),
+                name="unique_pending_key_per_exchange",
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_check_at"])]
 
@@ -114,6 +135,21 @@ class ExchangeConnection(models.Model):
     @property
     def has_keys(self) -> bool:
         return self.access_key_fingerprint is not None
+
+    @property
+    def replacing(self) -> bool:
+        return self.pending_fingerprint is not None
+
+    @property
+    def refreshing(self) -> bool:
+        """A "Refresh now" the worker has not finished yet."""
+        requested = self.refresh_requested_at
+        return requested is not None and (self.last_checked_at is None or self.last_checked_at < requested)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight: no polling needed."""
+        return self.status != Status.VERIFYING and not self.refreshing and not self.replacing
 
 
 class BalanceSnapshot(models.Model):

@@ -26,6 +26,7 @@ from exchanges.htx.client import HtxClient
 from exchanges.htx.errors import ErrorKind, HtxError
 from exchanges.htx.types import Account, ApiKeyInfo
 
+from .explain import explain
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from .valuation import Valuation, value_balances
 
@@ -57,6 +58,12 @@ class DuplicateKeyError(Exception):
 
 class ConnectionInUseError(Exception):
     """A working connection cannot be dismissed; removing it is a deliberate action."""
+
+
+class RefreshTooSoonError(Exception):
+    def __init__(self, seconds_left: int):
+        self.seconds_left = seconds_left
+        super().__init__(f"refresh again in {seconds_left} s")
 
 
 @sensitive_variables("access_key")
@@ -111,6 +118,87 @@ def connection_dismiss(*, connection: ExchangeConnection) -> None:
     if connection.established and connection.has_keys:
         raise ConnectionInUseError
     connection.delete()
+
+
+def connection_rename(*, connection: ExchangeConnection, label: str) -> None:
+    connection.label = label
+    connection.save(update_fields=["label", "updated_at"])
+
+
+def connection_remove(*, connection: ExchangeConnection) -> None:
+    """Delete the connection with its keys, balances and history. The key itself still exists
+    on HTX: the page offers the link to delete it there too."""
+    connection.delete()
+
+
+def connection_refresh_now(*, connection: ExchangeConnection) -> None:
+    """Queue a check now, at most once per REFRESH_NOW_MIN_SECONDS per connection."""
+    from .tasks import enqueue_check
+
+    if not connection.has_keys:
+        raise ConnectionInUseError("no key to refresh with")
+    now = timezone.now()
+    last = max(filter(None, (connection.refresh_requested_at, connection.last_checked_at)), default=None)
+    if last is not None:
+        left = settings.REFRESH_NOW_MIN_SECONDS - (now - last).total_seconds()
+        if left > 0:
+            raise RefreshTooSoonError(int(left) + 1)
+    with transaction.atomic():
+        connection.refresh_requested_at = now
+        connection.next_check_at = now
+        connection.save(update_fields=["refresh_requested_at", "next_check_at", "updated_at"])
+        enqueue_check(connection.pk)
+
+
+@sensitive_variables("access_key", "secret_key")
+def connection_replace_keys(*, connection: ExchangeConnection, access_key: str, secret_key: str) -> None:
+    """Hold a new key beside the current one until a worker has checked it."""
+    from .tasks import enqueue_check
+
+    try:
+        with transaction.atomic():
+            connection.pending_access_key = access_key
+            connection.pending_secret_key = secret_key
+            connection.pending_fingerprint = access_key_fingerprint(access_key)
+            connection.replacement_error = ""
+            connection.save()
+            ConnectionEvent.objects.create(
+                connection=connection,
+                status=connection.status,
+                message=f"New key {access_key[:4]}…{access_key[-4:]} submitted to replace the current one",
+            )
+            enqueue_check(connection.pk)
+    except IntegrityError:
+        raise DuplicateKeyError from None
+
+
+def snapshots_prune(*, now: datetime | None = None) -> int:
+    """Keep every snapshot of the last day, one an hour for SNAPSHOT_HOURLY_DAYS, one a day for
+    SNAPSHOT_DAILY_DAYS, none older; a connection's latest snapshot is always kept."""
+    now = now or timezone.now()
+    keep_all_after = now - timedelta(days=1)
+    hourly_after = now - timedelta(days=settings.SNAPSHOT_HOURLY_DAYS)
+    daily_after = now - timedelta(days=settings.SNAPSHOT_DAILY_DAYS)
+    latest = set(
+        ExchangeConnection.objects.exclude(latest_snapshot=None).values_list("latest_snapshot", flat=True)
+    )
+    kept: set[tuple[int, str]] = set()
+    doomed: list[int] = []
+    rows = BalanceSnapshot.objects.filter(taken_at__lt=keep_all_after).order_by("connection_id", "-taken_at")
+    for pk, connection_id, taken_at in rows.values_list("pk", "connection_id", "taken_at").iterator():
+        if pk in latest:
+            continue
+        if taken_at < daily_after:
+            doomed.append(pk)
+            continue
+        bucket = taken_at.strftime("%Y%m%d%H" if taken_at >= hourly_after else "%Y%m%d")
+        if (connection_id, bucket) in kept:
+            doomed.append(pk)
+        else:
+            kept.add((connection_id, bucket))
+    for start in range(0, len(doomed), 500):
+        BalanceSnapshot.objects.filter(pk__in=doomed[start : start + 500]).delete()
+    return len(doomed)
 
 
 # --- Checking a key ----------------------------------------------------------------------------
@@ -242,6 +330,8 @@ def connection_check(*, connection_id: int) -> str | None:
     connection = _claim(connection_id)
     if connection is None:
         return None
+    if connection.replacing:
+        return _check_replacement(connection)
     try:
         with _client_for(connection) as client:
             report = _inspect_key(client)
@@ -253,6 +343,62 @@ def connection_check(*, connection_id: int) -> str | None:
             error = HtxError(ErrorKind.KEYS_SWAPPED, code=error.code, message=error.message, path=error.path)
         return _record_failure(connection, error)
     return _record_key(connection, report, status, kind, balances)
+
+
+def _check_replacement(connection: ExchangeConnection) -> str | None:
+    """Check the new key with HTX before it replaces the current one. It must be a working key
+    of the same HTX account; otherwise it is discarded and the current key stays in place."""
+    client = HtxClient(
+        settings.HTX_API_URL,
+        access_key=connection.pending_access_key,
+        secret_key=connection.pending_secret_key,
+        timeout=settings.HTX_TIMEOUT,
+    )
+    try:
+        with client:
+            report = _inspect_key(client)
+            status, kind = _status_from_key(report.info)
+            if status != Status.CONNECTED:
+                return _refuse_replacement(connection, explain(status, kind).title)
+            if connection.htx_uid is not None and report.uid != connection.htx_uid:
+                return _refuse_replacement(
+                    connection,
+                    f"The new key belongs to HTX account {report.uid}, not to account "
+                    f"{connection.htx_uid} of this connection. Connect it as a new exchange instead.",
+                )
+            balances = _read_balances(client, report.accounts)
+    except HtxError as error:
+        return _refuse_replacement(connection, f"{explain('', error.kind).title} ({error.detail})")
+    with transaction.atomic():
+        if not _still_ours(connection):
+            return None
+        new_key = connection.pending_access_key
+        # The old secret is destroyed here, in the same write that installs the new one.
+        connection.access_key, connection.secret_key = new_key, connection.pending_secret_key
+        connection.access_key_fingerprint = connection.pending_fingerprint
+        connection.access_key_head, connection.access_key_tail = new_key[:4], new_key[-4:]
+        connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
+        connection.save()
+        ConnectionEvent.objects.create(
+            connection=connection,
+            status=connection.status,
+            message=f"Key replaced by {new_key[:4]}…{new_key[-4:]}",
+        )
+    return _record_key(connection, report, status, kind, balances)
+
+
+def _refuse_replacement(connection: ExchangeConnection, reason: str) -> str | None:
+    with transaction.atomic():
+        if not _still_ours(connection):
+            return None
+        connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
+        connection.replacement_error = reason
+        connection.claimed_until = None
+        connection.save()
+        ConnectionEvent.objects.create(
+            connection=connection, status=connection.status, message=f"New key refused: {reason}"
+        )
+    return connection.status
 
 
 def _keys_swapped(connection: ExchangeConnection) -> bool:
@@ -315,7 +461,7 @@ def _record_key(
         valid_days = info.valid_days if info else -1
         connection.key_expires_at = now + timedelta(days=valid_days) if valid_days > 0 else None
         connection.clock_skew_ms = report.skew_ms
-        connection.last_verified_at = now
+        connection.last_verified_at = connection.last_checked_at = now
         connection.error_kind = kind
         connection.error_detail = ""
         connection.attempts = 0
@@ -349,7 +495,7 @@ def _record_failure(connection: ExchangeConnection, error: HtxError) -> str | No
             return None
         connection.error_kind = error.kind
         connection.error_detail = error.detail[:1000]
-        connection.last_error_at = timezone.now()
+        connection.last_error_at = connection.last_checked_at = timezone.now()
         connection.claimed_until = None
         if error.permanent:
             _set_status(connection, _STATUS_BY_KIND.get(error.kind, Status.INVALID), error.detail)
@@ -402,4 +548,5 @@ def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> N
     connection.accounts_read = list(valuation.account_types)
     connection.accounts_unread = balances.unread
     connection.unpriced = list(valuation.unpriced)
+    connection.latest_snapshot = snapshot
     connection.last_refreshed_at = snapshot.taken_at

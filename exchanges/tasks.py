@@ -34,6 +34,11 @@ def queue_due_checks() -> int:
     return len(ids)
 
 
+@shared_task(ignore_result=True)
+def prune_snapshots() -> int:
+    return services.snapshots_prune()
+
+
 def _send_check(connection_id: int) -> None:
     try:
         check_connection.delay(connection_id)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import csv
 import json
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -10,12 +13,24 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
+from . import charts, selectors, services
 from .explain import explain
-from .forms import HtxConnectionForm
+from .forms import HtxConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Exchange, Status
 
 MODAL_BODY = "modal-body"
+# (sort key, heading, numeric) of the holdings table; keys are selectors.HOLDING_SORTS.
+HOLDING_COLUMNS = [
+    ("asset", "Asset", False),
+    ("account", "Account", False),
+    ("available", "Available", True),
+    ("in_orders", "In orders", True),
+    ("total", "Total", True),
+    ("price", "Price (USDT)", True),
+    ("value", "Value (USDT)", True),
+    ("", "Value (BTC)", True),
+    ("", "Share", True),
+]
 
 
 def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) -> HttpResponse:
@@ -34,15 +49,217 @@ def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) 
 @login_required
 @require_GET
 def connection_list(request: HttpRequest) -> HttpResponse:
-    connections = selectors.connections_for_list(request.user)
-    statuses = {c.status for c in connections}
-    # Poll only while something is pending: quickly while verifying, slowly while retrying.
-    poll = "2s" if Status.VERIFYING in statuses else "10s" if Status.TEMPORARY in statuses else ""
-    context = {"connections": connections, "poll": poll}
+    portfolio = selectors.portfolio_for_user(request.user)
+    statuses = {c.status for c in portfolio.connections}
+    # The list itself polls slowly while a key is being retried; rows in flight poll themselves.
+    context = {
+        "portfolio": portfolio,
+        "connections": portfolio.connections,
+        "poll": "10s" if Status.TEMPORARY in statuses else "",
+        "allocation": charts.allocation_rows(portfolio.allocation),
+        "allocation_svg": charts.allocation_donut(portfolio.allocation, id_prefix="allocation"),
+        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+    }
     template = "exchanges/connection_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#connection-list"
     return render(request, template, context)
+
+
+@login_required
+@require_GET
+def connection_row(request: HttpRequest, pk: int) -> HttpResponse:
+    return _row_response(request, selectors.connection_get_for_user(request.user, pk))
+
+
+def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpResponse:
+    """One row, polled while it is verifying, refreshing or checking a new key; answers 286
+    (htmx: stop polling) once settled, and tells the list to refresh its totals."""
+    context = {
+        "c": connection,
+        "notice": notice,
+        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+    }
+    response = render(request, "exchanges/_connection_row.html", context)
+    if connection.settled:
+        response.status_code = 286
+        response["HX-Trigger"] = "connectionChanged"
+    return response
+
+
+@login_required
+@require_GET
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    sort = request.GET.get("sort", "value")
+    descending = request.GET.get("dir", "desc") != "asc"
+    history = selectors.history_for(connection)
+    context = {
+        "c": connection,
+        "holding_columns": HOLDING_COLUMNS,
+        "holdings": selectors.holdings_for(connection, sort=sort, descending=descending),
+        "sort": sort,
+        "descending": descending,
+        "history_svg": charts.history_line(history, id_prefix="history"),
+        "timeline": selectors.timeline_for(connection, page=request.GET.get("page")),
+        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+    }
+    return render(request, "exchanges/connection_detail.html", context)
+
+
+@login_required
+@require_GET
+def connection_holdings_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    holdings = selectors.holdings_for(connection, sort="asset", descending=False)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    taken = holdings.snapshot.taken_at.strftime("%Y%m%d-%H%M") if holdings.snapshot else "empty"
+    response["Content-Disposition"] = f'attachment; filename="htx-{connection.pk}-holdings-{taken}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "account",
+            "asset",
+            "available",
+            "in_orders",
+            "debt",
+            "total",
+            "price_usdt",
+            "value_usdt",
+            "value_btc",
+        ]
+    )
+    for h in holdings.all:
+        writer.writerow(
+            [
+                h.account_type,
+                h.asset,
+                h.available,
+                h.in_orders,
+                h.debt,
+                h.total,
+                _csv(h.price_usdt),
+                _csv(h.value_usdt),
+                _csv(h.value_btc),
+            ]
+        )
+    return response
+
+
+def _csv(value) -> str:
+    return "" if value is None else format(value, "f")
+
+
+@login_required
+@require_POST
+def connection_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    notice = ""
+    try:
+        services.connection_refresh_now(connection=connection)
+    except services.RefreshTooSoonError as error:
+        notice = f"Balances were read moments ago; refresh again in {error.seconds_left} s."
+    except services.ConnectionInUseError:
+        notice = "There is no key to refresh with: replace the key."
+    if request.htmx:
+        return _row_response(request, selectors.connection_get_for_user(request.user, pk), notice)
+    if notice:
+        messages.info(request, f"{connection.display_name}: {notice}")
+    return redirect("exchanges:connection-list")
+
+
+def _list_changed() -> HttpResponse:
+    return HttpResponse(headers={"HX-Trigger": "connectionChanged"})
+
+
+def _close_and_refresh() -> HttpResponse:
+    return HttpResponse(headers={"HX-Trigger": json.dumps({"connectionChanged": True, "closeModal": True})})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    form = RenameForm(request.POST or None, initial={"label": connection.label})
+    if request.method == "POST" and form.is_valid():
+        services.connection_rename(connection=connection, label=form.cleaned_data["label"])
+        return _close_and_refresh() if request.htmx else redirect("exchanges:connection-list")
+    return _render_modal(request, "exchanges/connection_rename_modal.html", {"c": connection, "form": form})
+
+
+@sensitive_post_parameters("access_key", "secret_key")
+@login_required
+@require_http_methods(["GET", "POST"])
+def connection_replace(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    form = ReplaceKeysForm(request.POST or None, owner=request.user, replacing=connection)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.connection_replace_keys(
+                connection=connection,
+                access_key=form.cleaned_data["access_key"],
+                secret_key=form.cleaned_data["secret_key"],
+            )
+        except services.DuplicateKeyError:
+            form.add_error("access_key", "This API key was connected a moment ago elsewhere.")
+        else:
+            if not request.htmx:
+                return redirect("exchanges:connection-replacement", pk=pk)
+            return _replacement_response(request, selectors.connection_get_for_user(request.user, pk))
+    return _render_modal(request, "exchanges/connection_replace_modal.html", {"c": connection, "form": form})
+
+
+@login_required
+@require_GET
+def connection_replacement(request: HttpRequest, pk: int) -> HttpResponse:
+    """Progress of a key replacement: polled in the dialog, self-refreshing page without JS."""
+    connection = selectors.connection_get_for_user(request.user, pk)
+    if not connection.replacing and not connection.replacement_error and not request.htmx:
+        messages.success(request, f"The key of {connection.display_name} was replaced.")
+        return redirect("exchanges:connection-list")
+    return _replacement_response(request, connection)
+
+
+def _replacement_response(request: HttpRequest, connection) -> HttpResponse:
+    done = not connection.replacing
+    context = {
+        "c": connection,
+        "done": done,
+        "form": ReplaceKeysForm(replacing=connection) if done and connection.replacement_error else None,
+        "poll_url": reverse("exchanges:connection-replacement", args=[connection.pk]),
+    }
+    response = _render_modal(request, "exchanges/connection_replacement_modal.html", context)
+    if request.htmx and done:
+        events = {"connectionChanged": True}
+        if not connection.replacement_error:
+            events["closeModal"] = True
+        response["HX-Trigger"] = json.dumps(events)
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = selectors.connection_get_for_user(request.user, pk)
+    if request.method == "POST":
+        name = f"{connection.display_name} ({connection.masked_access_key})"
+        services.connection_remove(connection=connection)
+        messages.success(
+            request,
+            f"{name} was removed, with its key. You can also delete the key on HTX's API Management page.",
+        )
+        return _close_and_refresh() if request.htmx else redirect("exchanges:connection-list")
+    return _render_modal(
+        request,
+        "exchanges/connection_remove_modal.html",
+        {"c": connection, "htx_api_management_url": settings.HTX_API_MANAGEMENT_URL},
+    )
+
+
+@login_required
+@require_GET
+def help_htx_api_key(request: HttpRequest) -> HttpResponse:
+    return render(request, "exchanges/help_htx_api_key.html", {"egress_ips": settings.EGRESS_IPS})
 
 
 @login_required

@@ -74,3 +74,60 @@ def skew(milliseconds: int) -> str:
     seconds = abs(milliseconds) / 1000
     direction = "behind" if milliseconds > 0 else "ahead of"
     return f"This server's clock is {seconds:,.1f} s {direction} HTX's; requests are signed with HTX's time"
+
+
+@register.filter
+def signed_usdt(value: Decimal) -> str:
+    return ("+" if value >= 0 else "−") + floatformat(abs(value), "2g")
+
+
+@register.filter
+def signed_pct(value: Decimal) -> str:
+    return ("+" if value >= 0 else "−") + floatformat(abs(value), 2) + "%"
+
+
+@register.filter
+def is_stale(connection: ExchangeConnection, stale_after) -> bool:
+    """A working connection whose last good balance is older than twice the refresh interval."""
+    if connection.status not in (Status.CONNECTED, Status.TEMPORARY) or connection.last_refreshed_at is None:
+        return False
+    return bool(stale_after) and timezone.now() - connection.last_refreshed_at > stale_after
+
+
+_HELP_ANCHORS = {
+    Status.INVALID: "status-invalid",
+    Status.IP_NOT_ALLOWED: "status-ip-not-allowed",
+    Status.EXPIRED: "status-expired",
+    Status.INCORRECT_PERMISSIONS: "status-incorrect-permissions",
+    Status.WITHDRAW_ENABLED: "status-withdraw-enabled",
+    Status.TEMPORARY: "status-temporary",
+}
+
+
+@register.filter
+def help_anchor(status: str) -> str:
+    """Where the help guide explains this status."""
+    return _HELP_ANCHORS.get(status, "troubleshooting")
+
+
+@register.filter
+def amount(value: Decimal | None) -> str:
+    """An asset amount: thousands separators, up to 8 decimals, no trailing zeros."""
+    if value is None:
+        return "—"
+    text = floatformat(value, "8g")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@register.filter
+def price(value: Decimal | None) -> str:
+    """A USDT price with sensible decimals: cents for big prices, more digits for small ones."""
+    if value is None:
+        return "—"
+    places = 2 if abs(value) >= 1 else 6 if abs(value) >= Decimal("0.0001") else 10
+    return floatformat(value, f"{places}g")
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return Status(status).label if status in Status.values else status

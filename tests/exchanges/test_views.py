@@ -289,7 +289,7 @@ def test_the_portfolio_total_counts_only_working_connections(alice_client, alice
     ExchangeConnection.objects.create(owner=alice, status=Status.TEMPORARY, total_usdt="20")
     ExchangeConnection.objects.create(owner=alice, status=Status.EXPIRED, total_usdt="5000")
     body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
-    assert 'data-testid="portfolio-total">120.00 USDT' in body
+    assert 'data-testid="portfolio-total">120.00 <span>USDT</span>' in body
 
 
 def test_the_list_polls_only_while_something_is_pending(alice_client, alice):
