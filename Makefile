@@ -44,4 +44,4 @@ bench: install-dev
 	$(BIN)/python bench/sandbox_latency.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache staticfiles .test-db.sqlite3* .celerybeat-schedule*
+	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule*
