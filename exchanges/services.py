@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.models import SecurityEvent
+from accounts.services import security_log
 from exchanges.htx.client import HtxClient
 from exchanges.htx.errors import ErrorKind, HtxError
 from exchanges.htx.types import Account, ApiKeyInfo
@@ -128,7 +130,13 @@ def connection_rename(*, connection: ExchangeConnection, label: str) -> None:
 def connection_remove(*, connection: ExchangeConnection) -> None:
     """Delete the connection with its keys, balances and history. The key itself still exists
     on HTX: the page offers the link to delete it there too."""
-    connection.delete()
+    with transaction.atomic():
+        security_log(
+            user=connection.owner,
+            kind=SecurityEvent.Kind.KEY_REMOVED,
+            detail=f"{connection.display_name} {connection.masked_access_key}",
+        )
+        connection.delete()
 
 
 def connection_refresh_now(*, connection: ExchangeConnection) -> None:
@@ -220,7 +228,7 @@ def _claim(connection_id: int) -> ExchangeConnection | None:
     )
     if not taken:
         return None
-    connection = ExchangeConnection.objects.get(pk=connection_id)
+    connection = ExchangeConnection.objects.select_related("owner").get(pk=connection_id)
     connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
     return connection
 
@@ -373,6 +381,11 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
         if not _still_ours(connection):
             return None
         new_key = connection.pending_access_key
+        security_log(
+            user=connection.owner,
+            kind=SecurityEvent.Kind.KEY_REPLACED,
+            detail=f"{connection.masked_access_key} → {new_key[:4]}…{new_key[-4:]}",
+        )
         # The old secret is destroyed here, in the same write that installs the new one.
         connection.access_key, connection.secret_key = new_key, connection.pending_secret_key
         connection.access_key_fingerprint = connection.pending_fingerprint
@@ -475,7 +488,7 @@ def _record_key(
         if status == Status.CONNECTED:
             connection.established = True
             _save_snapshot(connection, balances)
-            connection.next_check_at = _later(settings.BALANCE_REFRESH_SECONDS)
+            connection.next_check_at = _later(connection.owner.refresh_seconds)
         else:
             connection.last_error_at = now
             if status == Status.WITHDRAW_ENABLED:

@@ -3,7 +3,14 @@ from __future__ import annotations
 import csv
 import json
 from datetime import timedelta
+from functools import wraps
 
+from allauth.account.decorators import reauthentication_required
+
+# Internal to allauth (pinned in requirements): the same test its decorator uses.
+from allauth.account.internal.flows.reauthentication import is_reauthentication_required
+from allauth.core import ratelimit
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,6 +26,41 @@ from .forms import HtxConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Exchange, Status
 
 MODAL_BODY = "modal-body"
+
+
+def _mfa_enabled(request: HttpRequest) -> bool:
+    return is_mfa_enabled(request.user)
+
+
+def sensitive_action(view):
+    """With two-factor authentication on, replacing keys or removing a connection needs a fresh
+    TOTP code or password (allauth's re-authentication, valid for a few minutes). The form is
+    guarded on GET; a POST that arrives after the window is not stashed for replay (it may
+    carry a secret) but sent back to the form, which asks again."""
+    guarded = reauthentication_required(view, enabled=_mfa_enabled)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if (
+            request.method == "POST"
+            and _mfa_enabled(request)
+            and is_reauthentication_required(request, app="")
+        ):
+            return redirect(request.path)
+        return (
+            guarded(request, *args, **kwargs) if request.method == "GET" else view(request, *args, **kwargs)
+        )
+
+    return wrapper
+
+
+def _connect_rate_limited(request: HttpRequest) -> bool:
+    """Each key submission costs one of the user's and the IP's connect attempts, so this site
+    cannot be used to test stolen keys against HTX (ACCOUNT_RATE_LIMITS["connect_key"])."""
+    return not ratelimit.consume(request, action="connect_key", user=request.user)
+
+
+CONNECT_LIMIT_MESSAGE = "Too many keys tried from this account or address. Wait an hour and try again."
 # (sort key, heading, numeric) of the holdings table; keys are selectors.HOLDING_SORTS.
 HOLDING_COLUMNS = [
     ("asset", "Asset", False),
@@ -58,7 +100,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
         "poll": "10s" if Status.TEMPORARY in statuses else "",
         "allocation": charts.allocation_rows(portfolio.allocation),
         "allocation_svg": charts.allocation_donut(portfolio.allocation, id_prefix="allocation"),
-        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
     }
     template = "exchanges/connection_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -78,7 +120,7 @@ def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpRes
     context = {
         "c": connection,
         "notice": notice,
-        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
     }
     response = render(request, "exchanges/_connection_row.html", context)
     if connection.settled:
@@ -102,7 +144,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "descending": descending,
         "history_svg": charts.history_line(history, id_prefix="history"),
         "timeline": selectors.timeline_for(connection, page=request.GET.get("page")),
-        "stale_after": timedelta(seconds=2 * settings.BALANCE_REFRESH_SECONDS),
+        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
     }
     return render(request, "exchanges/connection_detail.html", context)
 
@@ -190,9 +232,12 @@ def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
 @sensitive_post_parameters("access_key", "secret_key")
 @login_required
 @require_http_methods(["GET", "POST"])
+@sensitive_action
 def connection_replace(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(request.user, pk)
     form = ReplaceKeysForm(request.POST or None, owner=request.user, replacing=connection)
+    if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
+        form.add_error(None, CONNECT_LIMIT_MESSAGE)
     if request.method == "POST" and form.is_valid():
         try:
             services.connection_replace_keys(
@@ -239,6 +284,7 @@ def _replacement_response(request: HttpRequest, connection) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@sensitive_action
 def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(request.user, pk)
     if request.method == "POST":
@@ -273,6 +319,8 @@ def connection_add(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def connection_add_htx(request: HttpRequest) -> HttpResponse:
     form = HtxConnectionForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
+        form.add_error(None, CONNECT_LIMIT_MESSAGE)
     if request.method == "POST" and form.is_valid():
         try:
             connection = services.connection_create(

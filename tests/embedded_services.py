@@ -15,6 +15,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("FERNET_KEYS", "test-fernet-key-1")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("ACCOUNT_EMAIL_VERIFICATION", "optional")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 # The HTX a test talks to is always the sandbox; a test that forgets to say so fails here.
