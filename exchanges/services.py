@@ -476,7 +476,13 @@ def _record_key(
         connection.clock_skew_ms = report.skew_ms
         connection.last_verified_at = connection.last_checked_at = now
         connection.error_kind = kind
-        connection.error_detail = ""
+        # What HTX said about the key, for the "Details from HTX" of a refusal based on it.
+        connection.error_detail = (
+            ""
+            if status == Status.CONNECTED or info is None
+            else f"permission: {','.join(sorted(info.permissions)) or '(none)'}; status: {info.status}; "
+            f"validDays: {info.valid_days}"
+        )
         connection.attempts = 0
         connection.claimed_until = None
         message = (

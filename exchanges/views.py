@@ -123,7 +123,8 @@ def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpRes
         "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
     }
     response = render(request, "exchanges/_connection_row.html", context)
-    if connection.settled:
+    # A notice (e.g. "refresh again in 20 s") must stay on screen: no list reload with it.
+    if connection.settled and not notice:
         response.status_code = 286
         response["HX-Trigger"] = "connectionChanged"
     return response

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 from django import template
@@ -48,7 +49,8 @@ def status_badge(connection: ExchangeConnection) -> str:
     e = explain(connection.status, connection.error_kind)
     label, tone = connection.get_status_display(), e.tone
     if connection.status == Status.CONNECTED and connection.key_expires_at:
-        days = (connection.key_expires_at - timezone.now()).days
+        # Whole days left, counting a started day: a key valid for 5 more days says 5.
+        days = math.ceil((connection.key_expires_at - timezone.now()).total_seconds() / 86400)
         if days <= EXPIRY_WARNING_DAYS:
             label, tone = f"Expires in {max(days, 0)} days", "warn"
     spinner = mark_safe('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""

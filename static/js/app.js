@@ -14,6 +14,24 @@
     }
   });
   document.addEventListener("closeModal", closeAll);
+  // Keep Tab inside the open dialog: from the last control back to the first, and back.
+  var FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select, textarea, summary, [tabindex]:not([tabindex='-1'])";
+  document.addEventListener("keydown", function (event) {
+    var dialog = document.querySelector("dialog.modal[open]");
+    if (!dialog || event.key !== "Tab") return;
+    var items = Array.prototype.filter.call(dialog.querySelectorAll(FOCUSABLE), function (el) {
+      return el.offsetParent !== null;
+    });
+    if (!items.length) return;
+    var first = items[0], last = items[items.length - 1];
+    if (event.shiftKey && (document.activeElement === first || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (document.activeElement === last || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
   document.addEventListener("click", function (event) {
     var link = event.target.closest("[data-close-modal]");
     if (link && link.closest("dialog.modal")) {
