@@ -485,6 +485,7 @@ def _record_key(
         )
         connection.attempts = 0
         connection.claimed_until = None
+        connection.replacement_error = ""  # a refused replacement is reported until the next check
         message = (
             "Key verified with HTX"
             if status == Status.CONNECTED
