@@ -53,5 +53,5 @@ def other_sessions_end(*, user: User, request: HttpRequest) -> int:
 def user_delete(*, user: User, request: HttpRequest) -> None:
     """Delete the account and, by cascade in the same transaction, every stored API key and
     secret, balance and log; then end the session."""
+    logout(request)  # first: its security-log entry must not outlive the user
     user.delete()
-    logout(request)

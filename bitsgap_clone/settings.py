@@ -194,6 +194,11 @@ if not DEBUG:
     # Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto.
     if env.bool("BEHIND_TLS_PROXY", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many reverse proxies append to X-Forwarded-For: allauth then rate-limits and logs the
+# client's address, not the proxy's (which would put every user in one budget).
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int(
+    "TRUSTED_PROXY_COUNT", default=1 if not DEBUG and env.bool("BEHIND_TLS_PROXY", default=True) else 0
+)
 
 # Content-Security-Policy (django-csp): no inline script, no eval, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = {

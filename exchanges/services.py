@@ -107,6 +107,9 @@ def connection_create(
             ConnectionEvent.objects.create(
                 connection=connection, status=Status.VERIFYING, message="Key submitted"
             )
+            security_log(
+                user=owner, kind=SecurityEvent.Kind.KEY_ADDED, detail=f"HTX {connection.masked_access_key}"
+            )
             enqueue_check(connection.pk)
     except IntegrityError:
         raise DuplicateKeyError from None
