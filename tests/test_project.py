@@ -17,11 +17,13 @@ def test_no_model_change_is_missing_a_migration():
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS"])
-def test_production_refuses_to_start_without_its_secrets(missing):
-    env = {k: v for k, v in os.environ.items() if k != missing}
-    env.update(DEBUG="0", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings", ENV_FILE=os.devnull)
-    result = subprocess.run(
+def _start_django(*, debug: bool, without: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """Set Django up in a fresh process, with some settings missing from the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in without}
+    env.update(
+        DEBUG="1" if debug else "0", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings", ENV_FILE=os.devnull
+    )
+    return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
         env=env,
@@ -29,19 +31,15 @@ def test_production_refuses_to_start_without_its_secrets(missing):
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    result = _start_django(debug=False, without=(missing,))
     assert result.returncode != 0
     assert f"Set the {missing} environment variable" in result.stderr
 
 
 def test_development_starts_without_any_secret_configured():
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FERNET_KEYS")}
-    env.update(DEBUG="1", DJANGO_SETTINGS_MODULE="bitsgap_clone.settings", ENV_FILE=os.devnull)
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _start_django(debug=True, without=("SECRET_KEY", "FERNET_KEYS"))
     assert result.returncode == 0, result.stderr
