@@ -29,8 +29,9 @@ _BY_KIND: dict[str, Explanation] = {
     ErrorKind.INVALID_ACCESS_KEY: Explanation(
         "HTX does not know this API Key",
         "HTX answered that the API Key is incorrect: it was mistyped, cut short, deleted on "
-        "HTX, or the Secret Key was pasted into the API Key field.",
-        "Copy the Access Key again from HTX's API Management page and paste it into API Key.",
+        "HTX, or the two keys were pasted into each other's fields.",
+        "Copy the Access Key again from HTX's API Management page and paste it into API Key, "
+        "and the Secret Key into Secret Key.",
         "error",
     ),
     ErrorKind.INVALID_SIGNATURE: Explanation(
@@ -39,13 +40,6 @@ _BY_KIND: dict[str, Explanation] = {
         "you gave: the Secret Key is wrong, truncated, or belongs to another key.",
         "HTX shows a Secret Key only once, when the key is created. If you no longer have it, "
         "create a new key on HTX and connect that one.",
-        "error",
-    ),
-    ErrorKind.KEYS_SWAPPED: Explanation(
-        "The two keys are swapped",
-        "HTX did not know the API Key, but the pair works the other way round: the Secret Key "
-        "was pasted into the API Key field and the API Key into the Secret Key field.",
-        "Paste HTX's Access Key into API Key and its Secret Key into Secret Key, then connect again.",
         "error",
     ),
     ErrorKind.LOGIN_REQUIRED: Explanation(

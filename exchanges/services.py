@@ -50,7 +50,6 @@ _STATUS_BY_KIND = {
     ErrorKind.KEY_EXPIRED: Status.EXPIRED,
     ErrorKind.NO_PERMISSION: Status.INCORRECT_PERMISSIONS,
     ErrorKind.FORBIDDEN: Status.INCORRECT_PERMISSIONS,
-    ErrorKind.KEYS_SWAPPED: Status.INVALID,
 }
 
 
@@ -349,9 +348,8 @@ def connection_check(*, connection_id: int) -> str | None:
             status, kind = _status_from_key(report.info)
             balances = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
     except HtxError as error:
-        first_attempt = not connection.established
-        if error.kind == ErrorKind.INVALID_ACCESS_KEY and first_attempt and _keys_swapped(connection):
-            error = HtxError(ErrorKind.KEYS_SWAPPED, code=error.code, message=error.message, path=error.path)
+        # A swapped pair is not probed by trying it the other way round: when the API Key is
+        # merely wrong, that probe would send the real secret to HTX as AccessKeyId, in a URL.
         return _record_failure(connection, error)
     return _record_key(connection, report, status, kind, balances)
 
@@ -417,24 +415,6 @@ def _refuse_replacement(connection: ExchangeConnection, reason: str) -> str | No
     return connection.status
 
 
-def _keys_swapped(connection: ExchangeConnection) -> bool:
-    """HTX did not know the API Key: would the pair work the other way round? One extra call,
-    only for a first attempt, so the user can be told exactly what went wrong."""
-    swapped = HtxClient(
-        settings.HTX_API_URL,
-        access_key=connection.secret_key,
-        secret_key=connection.access_key,
-        timeout=settings.HTX_TIMEOUT,
-    )
-    with swapped:
-        try:
-            swapped.sync_clock()
-            swapped.accounts()
-        except HtxError:
-            return False
-    return True
-
-
 def _later(seconds: float) -> datetime:
     # Jitter so keys connected together do not all hit HTX in the same second.
     return timezone.now() + timedelta(seconds=seconds * random.uniform(0.9, 1.1))
@@ -450,6 +430,10 @@ def _destroy_keys(connection: ExchangeConnection) -> None:
     connection.access_key = None
     connection.secret_key = None
     connection.access_key_fingerprint = None
+    if connection.error_kind == ErrorKind.INVALID_ACCESS_KEY:
+        # HTX did not know what was typed as the API Key: it may have been the secret, pasted
+        # into the wrong field, so not even its first and last characters are kept for display.
+        connection.access_key_head = connection.access_key_tail = ""
 
 
 def _after_refusal(connection: ExchangeConnection) -> None:

@@ -23,8 +23,6 @@ class ErrorKind(StrEnum):
     MAINTENANCE = "maintenance"
     UNAVAILABLE = "unavailable"  # network error, timeout, HTTP 5xx, unreadable answer
     UNKNOWN = "unknown"
-    # Not an HTX code: our finding that the API Key and Secret Key work the other way round.
-    KEYS_SWAPPED = "keys_swapped"
 
 
 # Retrying can help. An unrecognised answer counts as transient: failing safe means never

@@ -392,12 +392,14 @@ def test_a_sub_user_key_connects_with_its_permissions_marked_unknown(sandbox, al
     assert connection.total_usdt is not None
 
 
-def test_keys_pasted_into_each_others_fields_are_named_as_such(sandbox, alice):
+def test_keys_pasted_into_each_others_fields_are_refused_without_keeping_any_part_of_them(sandbox, alice):
     connection = _submit(alice, (GOOD[1], GOOD[0]))
     assert services.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
-    assert connection.error_kind == "keys_swapped"
+    assert connection.error_kind == "invalid_access_key"
     assert not connection.has_keys
+    # What was typed as the API Key was the secret: not even its ends are kept for display.
+    assert connection.access_key_head == connection.access_key_tail == ""
 
 
 @pytest.mark.parametrize("minutes", [10, -10])
