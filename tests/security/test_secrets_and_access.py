@@ -1247,6 +1247,7 @@ def test_session_and_csrf_cookies_are_httponly_and_samesite(alice):
 # Anything the test environment sets that production must decide for itself.
 _NOT_PRODUCTION = (
     "DEBUG",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",  # set for the Playwright tests in this process
     "SECRET_KEY",
     "FERNET_KEYS",
     "KEY_FINGERPRINT_SECRET",
