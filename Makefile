@@ -42,6 +42,8 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/sandbox_latency.py
+	$(BIN)/python bench/ccxt_compare.py
+	$(BIN)/python bench/page_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule*
