@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.account.adapter import get_adapter
 from django.contrib.auth import logout
 from django.db import transaction
 from django.http import HttpRequest
@@ -12,7 +13,8 @@ from .models import SecurityEvent, User
 def security_log(*, user, kind: str, detail: str = "", request: HttpRequest | None = None) -> SecurityEvent:
     ip = user_agent = None
     if request is not None:
-        ip = request.META.get("REMOTE_ADDR") or None
+        # The client's address as allauth sees it (through TRUSTED_PROXY_COUNT), not the proxy's.
+        ip = get_adapter().get_client_ip(request) or None
         user_agent = request.META.get("HTTP_USER_AGENT", "")[:200]
     return SecurityEvent.objects.create(
         user=user, kind=kind, detail=detail[:200], ip=ip, user_agent=user_agent or ""

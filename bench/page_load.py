@@ -72,6 +72,7 @@ def configure_environment(tmpdir: Path) -> tuple[bool, subprocess.Popen | None]:
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FERNET_KEYS": secrets.token_urlsafe(32),
+        "KEY_FINGERPRINT_SECRET": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "0",
         "SESSION_COOKIE_SECURE": "0",

@@ -31,7 +31,9 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY) if DEBUG else env.st
 FERNET_KEYS = env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY]) if DEBUG else env.list("FERNET_KEYS")
 
 # Keyed hash of access keys (duplicate detection). Its own setting so SECRET_KEY can rotate.
-KEY_FINGERPRINT_SECRET = env.str("KEY_FINGERPRINT_SECRET", default=SECRET_KEY)
+KEY_FINGERPRINT_SECRET = (
+    env.str("KEY_FINGERPRINT_SECRET", default=SECRET_KEY) if DEBUG else env.str("KEY_FINGERPRINT_SECRET")
+)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -118,7 +118,7 @@ _BY_STATUS: dict[str, Explanation] = {
     Status.WITHDRAW_ENABLED: Explanation(
         "Withdrawal permission is enabled: key refused",
         "This key can withdraw funds from your HTX account. We never keep a key that could "
-        "move money out, not even encrypted.",
+        "move money out: it was deleted as soon as HTX told us.",
         "On HTX, create a key with Read-Only and Trade on and Withdraw off, and connect that one.",
         "error",
     ),

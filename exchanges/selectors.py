@@ -27,11 +27,6 @@ def connection_get_for_user(user, pk: int) -> ExchangeConnection:
     )
 
 
-def connections_for_list(user) -> list[ExchangeConnection]:
-    # Totals live on the row, so the list is one query whatever the number of connections.
-    return list(ExchangeConnection.objects.for_owner(user).defer(*_KEY_FIELDS).order_by("created_at", "id"))
-
-
 def connections_due_for_check() -> list[int]:
     """Ids to queue: connections due for their next check, and submissions nobody picked up
     (a lost message, a dead worker, a Redis restarted without persistence)."""

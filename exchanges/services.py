@@ -38,8 +38,9 @@ TICKERS_CACHE_KEY = "htx:tickers:v1"
 TICKERS_LOCK_KEY = "htx:tickers:lock"
 TICKERS_LOCK_SECONDS = 15
 TICKERS_WAIT_STEPS, TICKERS_WAIT_STEP_SECONDS = 20, 0.1
-# A worker holds a connection this long; after that another may take it over. A check makes
-# at most 7 HTX calls, each bounded by HTX_TIMEOUT, so it ends well within this.
+# A worker holds a connection this long; after that another may take it over (and the late
+# worker's results are dropped by _still_ours). A check makes 5 HTX calls plus one per account,
+# each bounded by HTX_TIMEOUT.
 CLAIM_SECONDS = 180
 
 _STATUS_BY_KIND = {
@@ -51,6 +52,47 @@ _STATUS_BY_KIND = {
     ErrorKind.NO_PERMISSION: Status.INCORRECT_PERMISSIONS,
     ErrorKind.FORBIDDEN: Status.INCORRECT_PERMISSIONS,
 }
+
+
+# What a check writes. Saving only these keeps a change the user made meanwhile (a new label,
+# a replacement key, a "Refresh now") instead of overwriting it with the worker's stale copy.
+_CHECK_FIELDS = [
+    "status",
+    "error_kind",
+    "error_detail",
+    "established",
+    "htx_uid",
+    "key_info_known",
+    "permissions",
+    "ip_addresses",
+    "key_expires_at",
+    "clock_skew_ms",
+    "total_usdt",
+    "total_btc",
+    "accounts_read",
+    "accounts_unread",
+    "unpriced",
+    "latest_snapshot",
+    "attempts",
+    "next_check_at",
+    "claimed_until",
+    "last_verified_at",
+    "last_refreshed_at",
+    "last_error_at",
+    "last_checked_at",
+    "access_key",
+    "secret_key",
+    "access_key_fingerprint",
+    "access_key_head",
+    "access_key_tail",
+    "replacement_error",
+    "updated_at",
+]
+_PENDING_FIELDS = ["pending_access_key", "pending_secret_key", "pending_fingerprint"]
+
+
+class NoKeyError(Exception):
+    """The connection holds no key (it was destroyed): replace the key first."""
 
 
 class DuplicateKeyError(Exception):
@@ -106,9 +148,6 @@ def connection_create(
             ConnectionEvent.objects.create(
                 connection=connection, status=Status.VERIFYING, message="Key submitted"
             )
-            security_log(
-                user=owner, kind=SecurityEvent.Kind.KEY_ADDED, detail=f"HTX {connection.masked_access_key}"
-            )
             enqueue_check(connection.pk)
     except IntegrityError:
         raise DuplicateKeyError from None
@@ -121,7 +160,14 @@ def connection_dismiss(*, connection: ExchangeConnection) -> None:
     was destroyed."""
     if connection.established and connection.has_keys:
         raise ConnectionInUseError
-    connection.delete()
+    with transaction.atomic():
+        if connection.has_keys:
+            security_log(
+                user=connection.owner,
+                kind=SecurityEvent.Kind.KEY_REMOVED,
+                detail="a key still being checked, given up",
+            )
+        connection.delete()
 
 
 def connection_rename(*, connection: ExchangeConnection, label: str) -> None:
@@ -146,7 +192,7 @@ def connection_refresh_now(*, connection: ExchangeConnection) -> None:
     from .tasks import enqueue_check
 
     if not connection.has_keys:
-        raise ConnectionInUseError("no key to refresh with")
+        raise NoKeyError
     now = timezone.now()
     last = max(filter(None, (connection.refresh_requested_at, connection.last_checked_at)), default=None)
     if last is not None:
@@ -171,11 +217,12 @@ def connection_replace_keys(*, connection: ExchangeConnection, access_key: str, 
             connection.pending_secret_key = secret_key
             connection.pending_fingerprint = access_key_fingerprint(access_key)
             connection.replacement_error = ""
-            connection.save()
+            connection.save(update_fields=[*_PENDING_FIELDS, "replacement_error", "updated_at"])
+            # No part of the new key yet: until HTX knows it, it may be a secret in the wrong field.
             ConnectionEvent.objects.create(
                 connection=connection,
                 status=connection.status,
-                message=f"New key {access_key[:4]}…{access_key[-4:]} submitted to replace the current one",
+                message="New key submitted to replace the current one",
             )
             enqueue_check(connection.pk)
     except IntegrityError:
@@ -232,16 +279,31 @@ def _claim(connection_id: int) -> ExchangeConnection | None:
         return None
     connection = ExchangeConnection.objects.select_related("owner").get(pk=connection_id)
     connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
+    connection.claimed_at = now  # not a field: when this check started
     return connection
 
 
 def _still_ours(connection: ExchangeConnection) -> bool:
-    """Inside a transaction: lock the row and check our claim was not taken over meanwhile."""
-    return (
+    """Inside a transaction: lock the row and check our claim was not taken over meanwhile.
+    Also picks up a "Refresh now" the user asked for during the check."""
+    row = (
         ExchangeConnection.objects.select_for_update()
         .filter(pk=connection.pk, claimed_until=connection.claimed_until)
-        .exists()
+        .values_list("refresh_requested_at")
+        .first()
     )
+    if row is None:
+        return False
+    connection.refresh_requested_at = row[0]
+    return True
+
+
+def _next_check(connection: ExchangeConnection, seconds: float) -> datetime:
+    """When to check again; at once if the user asked for a refresh while this check ran."""
+    claimed_at = getattr(connection, "claimed_at", None)
+    if claimed_at and connection.refresh_requested_at and connection.refresh_requested_at > claimed_at:
+        return timezone.now()
+    return _later(seconds)
 
 
 def _client_for(connection: ExchangeConnection) -> HtxClient:
@@ -261,7 +323,9 @@ class KeyReport:
     info: ApiKeyInfo | None = None  # None: a sub-user key, which HTX will not describe
 
 
-def _inspect_key(client: HtxClient) -> KeyReport:
+def _inspect_key(client: HtxClient, *, key_info_known: bool = False) -> KeyReport:
+    """What HTX says about the key. ``key_info_known``: HTX described this key before, so a
+    refusal to describe it now is not taken for a sub-user key (that would fail open)."""
     skew = client.sync_clock()
     # The accounts call proves key, secret and IP binding at once; it works for every key type.
     accounts = client.accounts()
@@ -269,7 +333,9 @@ def _inspect_key(client: HtxClient) -> KeyReport:
         uid = client.uid()
         info = client.api_key_info(uid)
     except HtxError as error:
-        if error.kind != ErrorKind.FORBIDDEN:
+        # Sub-user keys get "forbidden" (1002), or per the docs a plain 403, right after the
+        # accounts call has accepted the same key.
+        if key_info_known or not (error.kind == ErrorKind.FORBIDDEN or error.code == "403"):
             raise
         # HTX answers "forbidden" to sub-user keys on both calls (htx-api.md §4 E3, not
         # confirmed today). Failing safe: such keys cannot hold Withdraw permission (§7), and
@@ -344,7 +410,7 @@ def connection_check(*, connection_id: int) -> str | None:
         return _check_replacement(connection)
     try:
         with _client_for(connection) as client:
-            report = _inspect_key(client)
+            report = _inspect_key(client, key_info_known=connection.htx_uid is not None)
             status, kind = _status_from_key(report.info)
             balances = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
     except HtxError as error:
@@ -365,40 +431,73 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
     )
     try:
         with client:
-            report = _inspect_key(client)
+            report = _inspect_key(client, key_info_known=True)
             status, kind = _status_from_key(report.info)
             if status != Status.CONNECTED:
                 return _refuse_replacement(connection, explain(status, kind).title)
-            if connection.htx_uid is not None and report.uid != connection.htx_uid:
-                return _refuse_replacement(
-                    connection,
-                    f"The new key belongs to HTX account {report.uid}, not to account "
-                    f"{connection.htx_uid} of this connection. Connect it as a new exchange instead.",
-                )
+            if connection.htx_uid is None or report.uid != connection.htx_uid:
+                return _refuse_replacement(connection, _other_account(connection.htx_uid, report.uid))
             balances = _read_balances(client, report.accounts)
     except HtxError as error:
+        if not error.permanent:
+            # HTX unreachable or busy: keep the new key and try again (the sweeper re-queues it).
+            ExchangeConnection.objects.filter(
+                pk=connection.pk, claimed_until=connection.claimed_until
+            ).update(claimed_until=None)
+            return connection.status
         return _refuse_replacement(connection, f"{explain('', error.kind).title} ({error.detail})")
-    with transaction.atomic():
-        if not _still_ours(connection):
-            return None
-        new_key = connection.pending_access_key
-        security_log(
-            user=connection.owner,
-            kind=SecurityEvent.Kind.KEY_REPLACED,
-            detail=f"{connection.masked_access_key} → {new_key[:4]}…{new_key[-4:]}",
-        )
-        # The old secret is destroyed here, in the same write that installs the new one.
-        connection.access_key, connection.secret_key = new_key, connection.pending_secret_key
-        connection.access_key_fingerprint = connection.pending_fingerprint
-        connection.access_key_head, connection.access_key_tail = new_key[:4], new_key[-4:]
-        connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
-        connection.save()
-        ConnectionEvent.objects.create(
-            connection=connection,
-            status=connection.status,
-            message=f"Key replaced by {new_key[:4]}…{new_key[-4:]}",
-        )
+    new_key = connection.pending_access_key
+    old_masked = connection.masked_access_key
+    try:
+        with transaction.atomic():
+            if not _still_ours(connection):
+                return None
+            # The old secret is destroyed here, in the same write that installs the new one.
+            ExchangeConnection.objects.filter(pk=connection.pk).update(
+                access_key=new_key,
+                secret_key=connection.pending_secret_key,
+                access_key_fingerprint=connection.pending_fingerprint,
+                access_key_head=new_key[:4],
+                access_key_tail=new_key[-4:],
+                pending_access_key=None,
+                pending_secret_key=None,
+                pending_fingerprint=None,
+            )
+    except IntegrityError:  # the same key was connected elsewhere meanwhile
+        return _refuse_replacement(connection, "This key was connected to another connection meanwhile.")
+    connection.refresh_from_db(
+        fields=[
+            "access_key",
+            "secret_key",
+            "access_key_fingerprint",
+            "access_key_head",
+            "access_key_tail",
+            *_PENDING_FIELDS,
+        ]
+    )
+    security_log(
+        user=connection.owner,
+        kind=SecurityEvent.Kind.KEY_REPLACED,
+        detail=f"{old_masked} → {connection.masked_access_key}",
+    )
+    ConnectionEvent.objects.create(
+        connection=connection,
+        status=connection.status,
+        message=f"Key replaced by {connection.masked_access_key}",
+    )
     return _record_key(connection, report, status, kind, balances)
+
+
+def _other_account(current: int | None, new: int | None) -> str:
+    if current is None or new is None:
+        return (
+            "HTX does not tell us which account this key or the current one belongs to (sub-user keys), "
+            "so it cannot replace it safely. Remove this connection and connect the new key instead."
+        )
+    return (
+        f"The new key belongs to HTX account {new}, not to account {current} of this connection. "
+        "Connect it as a new exchange instead."
+    )
 
 
 def _refuse_replacement(connection: ExchangeConnection, reason: str) -> str | None:
@@ -408,7 +507,7 @@ def _refuse_replacement(connection: ExchangeConnection, reason: str) -> str | No
         connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
         connection.replacement_error = reason
         connection.claimed_until = None
-        connection.save()
+        connection.save(update_fields=[*_PENDING_FIELDS, "replacement_error", "claimed_until", "updated_at"])
         ConnectionEvent.objects.create(
             connection=connection, status=connection.status, message=f"New key refused: {reason}"
         )
@@ -440,7 +539,7 @@ def _after_refusal(connection: ExchangeConnection) -> None:
     """A key HTX refused: drop it if it never worked; otherwise keep it and look again now and
     then, so a fix made on HTX (IP list, permissions) brings it back by itself."""
     if connection.established:
-        connection.next_check_at = _later(settings.RECHECK_REFUSED_SECONDS)
+        connection.next_check_at = _next_check(connection, settings.RECHECK_REFUSED_SECONDS)
     else:
         _destroy_keys(connection)
         connection.next_check_at = None
@@ -480,18 +579,31 @@ def _record_key(
         )
         _set_status(connection, status, message)
         if status == Status.CONNECTED:
+            if not connection.established:
+                # Logged once HTX has accepted the key, so its masked ends are a real API Key.
+                security_log(
+                    user=connection.owner,
+                    kind=SecurityEvent.Kind.KEY_ADDED,
+                    detail=f"HTX {connection.masked_access_key}",
+                )
             connection.established = True
             _save_snapshot(connection, balances)
-            connection.next_check_at = _later(connection.owner.refresh_seconds)
+            connection.next_check_at = _next_check(connection, connection.owner.refresh_seconds)
         else:
             connection.last_error_at = now
             if status == Status.WITHDRAW_ENABLED:
-                # A key that can withdraw is never kept, not even encrypted.
+                # A key that can withdraw is destroyed as soon as HTX says so.
                 _destroy_keys(connection)
+                if connection.established:
+                    security_log(
+                        user=connection.owner,
+                        kind=SecurityEvent.Kind.KEY_REMOVED,
+                        detail=f"{connection.masked_access_key}: HTX reports Withdraw permission",
+                    )
                 connection.next_check_at = None
             else:
                 _after_refusal(connection)
-        connection.save()
+        connection.save(update_fields=_CHECK_FIELDS)
     return status
 
 
@@ -512,8 +624,8 @@ def _record_failure(connection: ExchangeConnection, error: HtxError) -> str | No
             _set_status(connection, Status.TEMPORARY, error.detail)
             delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
             connection.attempts += 1
-            connection.next_check_at = _later(delay)
-        connection.save()
+            connection.next_check_at = _next_check(connection, delay)
+        connection.save(update_fields=_CHECK_FIELDS)
     return connection.status
 
 

@@ -173,19 +173,8 @@ def connection_holdings_csv(request: HttpRequest, pk: int) -> HttpResponse:
         ]
     )
     for h in holdings.all:
-        writer.writerow(
-            [
-                h.account_type,
-                h.asset,
-                h.available,
-                h.in_orders,
-                h.debt,
-                h.total,
-                _csv(h.price_usdt),
-                _csv(h.value_usdt),
-                _csv(h.value_btc),
-            ]
-        )
+        amounts = (h.available, h.in_orders, h.debt, h.total, h.price_usdt, h.value_usdt, h.value_btc)
+        writer.writerow([h.account_type, h.asset, *map(_csv, amounts)])
     return response
 
 
@@ -202,17 +191,13 @@ def connection_refresh(request: HttpRequest, pk: int) -> HttpResponse:
         services.connection_refresh_now(connection=connection)
     except services.RefreshTooSoonError as error:
         notice = f"Balances were read moments ago; refresh again in {error.seconds_left} s."
-    except services.ConnectionInUseError:
+    except services.NoKeyError:
         notice = "There is no key to refresh with: replace the key."
     if request.htmx:
         return _row_response(request, selectors.connection_get_for_user(request.user, pk), notice)
     if notice:
         messages.info(request, f"{connection.display_name}: {notice}")
     return redirect("exchanges:connection-list")
-
-
-def _list_changed() -> HttpResponse:
-    return HttpResponse(headers={"HX-Trigger": "connectionChanged"})
 
 
 def _close_and_refresh() -> HttpResponse:
@@ -312,7 +297,7 @@ def help_htx_api_key(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def connection_add(request: HttpRequest) -> HttpResponse:
-    return _render_modal(request, "exchanges/connection_add_modal.html", {"exchanges": Exchange})
+    return _render_modal(request, "exchanges/connection_add_modal.html", {})
 
 
 @sensitive_post_parameters("access_key", "secret_key")
@@ -356,7 +341,9 @@ def connection_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.connection_dismiss(connection=connection)
     except services.ConnectionInUseError:
-        return HttpResponse("A working connection cannot be dismissed.", status=409)
+        # The key connected meanwhile (a stale row): nothing to dismiss; show the list as it is.
+        if not request.htmx:
+            messages.info(request, f"{connection.display_name} is connected now; use Remove to delete it.")
     if request.htmx:
         return HttpResponse(headers={"HX-Trigger": "connectionChanged"})
     return redirect("exchanges:connection-list")

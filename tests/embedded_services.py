@@ -13,6 +13,7 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
 # A valid Fernet key for tests only (32 url-safe base64 bytes are not required: HKDF derives one).
 os.environ.setdefault("FERNET_KEYS", "test-fernet-key-1")
+os.environ.setdefault("KEY_FINGERPRINT_SECRET", "test-fingerprint-secret")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")

@@ -33,7 +33,7 @@ def _start_django(*, debug: bool, without: tuple[str, ...]) -> subprocess.Comple
     )
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS", "KEY_FINGERPRINT_SECRET"])
 def test_production_refuses_to_start_without_its_secrets(missing):
     result = _start_django(debug=False, without=(missing,))
     assert result.returncode != 0
@@ -41,5 +41,5 @@ def test_production_refuses_to_start_without_its_secrets(missing):
 
 
 def test_development_starts_without_any_secret_configured():
-    result = _start_django(debug=True, without=("SECRET_KEY", "FERNET_KEYS"))
+    result = _start_django(debug=True, without=("SECRET_KEY", "FERNET_KEYS", "KEY_FINGERPRINT_SECRET"))
     assert result.returncode == 0, result.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -78,7 +80,8 @@ class HtxClient:
     # Public endpoints -------------------------------------------------------------------
 
     def server_time_ms(self) -> int:
-        return int(self._get("/v1/common/timestamp", signed=False))
+        with _parsing("/v1/common/timestamp"):
+            return int(self._get("/v1/common/timestamp", signed=False))
 
     def sync_clock(self) -> int:
         """Measure HTX's clock against ours and sign with HTX's time from now on."""
@@ -92,6 +95,8 @@ class HtxClient:
         """Latest price (``close``) by lower-case symbol, e.g. ``{"btcusdt": Decimal(...)}``."""
         data = self._get("/market/tickers", signed=False)
         prices: dict[str, Decimal] = {}
+        if not isinstance(data, list):
+            raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path="/market/tickers")
         for row in data:
             try:
                 # Prices are JSON numbers; go through str so no binary float leaks in.
@@ -103,35 +108,43 @@ class HtxClient:
     # Signed endpoints -------------------------------------------------------------------
 
     def uid(self) -> int:
-        return int(self._get("/v2/user/uid"))
+        with _parsing("/v2/user/uid"):
+            return int(self._get("/v2/user/uid"))
 
     def api_key_info(self, uid: int) -> ApiKeyInfo:
         rows = self._get("/v2/user/api-key", {"uid": str(uid), "accessKey": self._access_key})
-        for row in rows or ():
-            if row.get("accessKey") == self._access_key:
-                return _parse_key_info(row)
+        with _parsing("/v2/user/api-key"):
+            for row in rows or ():
+                if row.get("accessKey") == self._access_key:
+                    return _parse_key_info(row)
         raise HtxError(ErrorKind.UNKNOWN, message="HTX did not return this key", path="/v2/user/api-key")
 
     def accounts(self) -> list[Account]:
-        return [
-            Account(
-                id=int(a["id"]),
-                type=str(a["type"]),
-                state=str(a.get("state", "")),
-                subtype=str(a.get("subtype") or ""),
-            )
-            for a in self._get("/v1/account/accounts")
-        ]
+        data = self._get("/v1/account/accounts")
+        with _parsing("/v1/account/accounts"):
+            return [
+                Account(
+                    id=int(a["id"]),
+                    type=str(a["type"]),
+                    state=str(a.get("state", "")),
+                    subtype=str(a.get("subtype") or ""),
+                )
+                for a in data
+            ]
 
     def balance(self, account: Account) -> AccountBalance:
-        data = self._get(f"/v1/account/accounts/{account.id}/balance")
+        path = f"/v1/account/accounts/{account.id}/balance"
+        data = self._get(path)
         lines = []
-        for row in data.get("list", ()):
-            try:
-                amount = Decimal(str(row["balance"]))
-            except (KeyError, InvalidOperation):
-                continue
-            lines.append(BalanceLine(currency=str(row["currency"]), type=str(row["type"]), balance=amount))
+        with _parsing(path):
+            for row in data.get("list", ()):
+                try:
+                    amount = Decimal(str(row["balance"]))
+                except (KeyError, InvalidOperation):
+                    continue
+                lines.append(
+                    BalanceLine(currency=str(row["currency"]), type=str(row["type"]), balance=amount)
+                )
         return AccountBalance(account=account, lines=tuple(lines))
 
     # Transport --------------------------------------------------------------------------
@@ -216,6 +229,16 @@ def _unwrap(response: requests.Response, path: str) -> Any:
     raise HtxError(
         ErrorKind.UNKNOWN, code=str(response.status_code), message="unexpected HTX answer", path=path
     )
+
+
+@contextmanager
+def _parsing(path: str) -> Iterator[None]:
+    """An answer in HTX's envelope but not in the expected shape is an HtxError (retried), not
+    a crash that would leave the job re-queued forever."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation):
+        raise HtxError(ErrorKind.UNKNOWN, message="unexpected HTX answer", path=path) from None
 
 
 def _parse_key_info(row: dict[str, Any]) -> ApiKeyInfo:

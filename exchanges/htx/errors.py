@@ -100,8 +100,9 @@ def classify(code: str, message: str) -> ErrorKind:
         for needle, kind in _SIGNATURE_MESSAGES:
             if needle in lowered:
                 return kind
-        # Unrecognised wording of HTX's catch-all auth code: fail safe as a bad signature.
-        return ErrorKind.INVALID_SIGNATURE
+        # Unrecognised wording of HTX's catch-all auth code: not a verdict on the key (which
+        # would destroy it); retried like any answer we do not understand.
+        return ErrorKind.UNKNOWN
     if "request limit" in lowered:
         return ErrorKind.RATE_LIMITED
     if "api key has no permission" in lowered:

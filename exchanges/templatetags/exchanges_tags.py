@@ -28,18 +28,6 @@ def btc(value: Decimal | None) -> str:
 
 
 @register.filter
-def portfolio_total(connections: list[ExchangeConnection]) -> Decimal | None:
-    """Sum of the balances of working connections (a Temporary issue keeps its last good
-    balance); None while there is none. Refused keys' old balances are not counted."""
-    totals = [
-        c.total_usdt
-        for c in connections
-        if c.total_usdt is not None and c.status in (Status.CONNECTED, Status.TEMPORARY)
-    ]
-    return sum(totals, Decimal(0)) if totals else None
-
-
-@register.filter
 def explanation(connection: ExchangeConnection) -> Explanation:
     return explain(connection.status, connection.error_kind, connection.error_detail)
 

@@ -420,3 +420,70 @@ def test_a_rate_limit_error_backs_off_without_marking_the_key_broken(sandbox, al
     connection.refresh_from_db()
     assert connection.error_kind == "rate_limited" and connection.has_keys and connection.established
     assert connection.next_check_at > timezone.now()
+
+
+def test_a_check_keeps_what_the_user_changed_while_it_ran(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    _make_due(connection)
+    claimed = services._claim(connection.pk)
+    # Meanwhile, in the web process: a rename, a replacement key and a "Refresh now".
+    now = timezone.now()
+    ExchangeConnection.objects.filter(pk=connection.pk).update(
+        label="Renamed meanwhile", pending_fingerprint="pending-fp", refresh_requested_at=now
+    )
+    with services._client_for(claimed) as client:
+        report = services._inspect_key(client, key_info_known=True)
+        balances = services._read_balances(client, report.accounts)
+    assert services._record_key(claimed, report, Status.CONNECTED, "", balances) == Status.CONNECTED
+    after = ExchangeConnection.objects.get(pk=connection.pk)
+    assert after.label == "Renamed meanwhile" and after.pending_fingerprint == "pending-fp"
+    assert after.next_check_at <= timezone.now()  # the refresh asked for meanwhile runs next
+
+
+def test_a_known_key_that_htx_stops_describing_is_not_taken_for_a_sub_user_key(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    sandbox.accounts[GOOD[0]]["subUser"] = True  # HTX now answers "forbidden" to uid/api-key
+    _make_due(connection)
+    assert services.connection_check(connection_id=connection.pk) == Status.INCORRECT_PERMISSIONS
+
+
+def test_a_replacement_checked_while_htx_is_down_is_kept_and_retried(sandbox, alice):
+    connection = _submit(alice, GOOD)
+    services.connection_check(connection_id=connection.pk)
+    connection.refresh_from_db()
+    new_key, new_secret = "demoBBBB-11112222-33334444-55555", "eeee0000-11112222-33334444-bbbbb"
+    sandbox.accounts[new_key] = {k: v for k, v in sandbox.accounts[GOOD[0]].items() if k != "accounts"}
+    sandbox.accounts[new_key]["secret"] = new_secret
+    services.connection_replace_keys(connection=connection, access_key=new_key, secret_key=new_secret)
+    sandbox.faults.update(http_status=503)
+    services.connection_check(connection_id=connection.pk)
+    connection.refresh_from_db()
+    assert connection.replacing and not connection.replacement_error and connection.claimed_until is None
+    sandbox.faults.clear()
+    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert ExchangeConnection.objects.get(pk=connection.pk).secret_key == new_secret
+
+
+def test_a_sub_user_connection_cannot_be_replaced_without_knowing_both_accounts(sandbox, alice):
+    connection = _submit(alice, demo_key("demo: sub-user"))
+    services.connection_check(connection_id=connection.pk)
+    connection.refresh_from_db()
+    services.connection_replace_keys(connection=connection, access_key=GOOD[0], secret_key=GOOD[1])
+    services.connection_check(connection_id=connection.pk)
+    connection.refresh_from_db()
+    assert "cannot replace it safely" in connection.replacement_error
+    assert connection.access_key != GOOD[0]
+
+
+def test_api_key_added_is_logged_only_once_htx_accepts_the_key(sandbox, alice):
+    from accounts.models import SecurityEvent
+
+    wrong = _submit(alice, (GOOD[1], GOOD[0]))  # the secret typed as API Key
+    services.connection_check(connection_id=wrong.pk)
+    assert not SecurityEvent.objects.filter(user=alice, kind="key_added").exists()
+    good = _submit(alice, GOOD)
+    services.connection_check(connection_id=good.pk)
+    (event,) = SecurityEvent.objects.filter(user=alice, kind="key_added")
+    assert GOOD[1][:4] not in event.detail and GOOD[0][:4] in event.detail

@@ -228,7 +228,8 @@ def test_a_failed_attempt_can_be_dismissed(alice_client, alice):
 
 def test_a_working_connection_cannot_be_dismissed(alice_client, alice):
     connection = _connection(alice, status=Status.CONNECTED, established=True)
-    assert alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 409
+    response = alice_client.post(reverse("exchanges:connection-dismiss", args=[connection.pk]), follow=True)
+    assert "is connected now; use Remove to delete it." in response.content.decode()
     assert alice_client.get(reverse("exchanges:connection-dismiss", args=[connection.pk])).status_code == 405
     assert ExchangeConnection.objects.filter(pk=connection.pk).exists()
 

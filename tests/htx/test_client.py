@@ -167,7 +167,7 @@ def test_redact_blanks_access_key_and_signature():
             ErrorKind.NO_PERMISSION,
         ),
         ("api-signature-not-valid", "APIkey has expired", ErrorKind.KEY_EXPIRED),
-        ("api-signature-not-valid", "something new", ErrorKind.INVALID_SIGNATURE),
+        ("api-signature-not-valid", "something new", ErrorKind.UNKNOWN),
         ("1003", "invalid signature", ErrorKind.INVALID_SIGNATURE),
         ("1002", "forbidden", ErrorKind.FORBIDDEN),
         ("login-required", "", ErrorKind.LOGIN_REQUIRED),
@@ -234,3 +234,45 @@ def test_the_log_filter_blanks_signed_urls_in_any_record():
 def test_every_log_handler_redacts_and_urllib3_stays_quiet(settings):
     assert all("redact" in h.get("filters", []) for h in settings.LOGGING["handlers"].values())
     assert settings.LOGGING["loggers"]["urllib3"]["level"] == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/account/accounts", {"status": "ok", "data": None}),
+        ("/v1/account/accounts", {"status": "ok", "data": [{"type": "spot"}]}),
+        ("/v2/user/uid", {"code": 200, "data": None}),
+        ("/v1/common/timestamp", {"status": "ok", "data": "soon"}),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_an_htx_error_not_a_crash(path, body):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Odd(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = HtxClient(f"http://127.0.0.1:{server.server_port}", access_key=GOOD[0], secret_key=GOOD[1])
+        call = {
+            "/v1/account/accounts": client.accounts,
+            "/v2/user/uid": client.uid,
+            "/v1/common/timestamp": client.server_time_ms,
+        }[path]
+        with pytest.raises(HtxError) as failed:
+            call()
+        assert failed.value.kind == ErrorKind.UNKNOWN and not failed.value.permanent
+    finally:
+        server.shutdown()

@@ -1273,6 +1273,7 @@ def _production_env() -> dict[str, str]:
     env.update(
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(64),
+        KEY_FINGERPRINT_SECRET=secrets.token_urlsafe(64),
         FERNET_KEYS=secrets.token_urlsafe(32),
         ALLOWED_HOSTS="example.com",
         ENV_FILE=os.devnull,
