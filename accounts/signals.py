@@ -15,7 +15,7 @@ from allauth.mfa.signals import authenticator_added, authenticator_removed, auth
 from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 
-from .middleware import LOGIN_AT
+from .middleware import ACTIVE_AT, LOGIN_AT
 from .models import SecurityEvent
 from .services import other_sessions_end, security_log
 
@@ -24,7 +24,7 @@ Kind = SecurityEvent.Kind
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
-    request.session[LOGIN_AT] = time.time()
+    request.session[LOGIN_AT] = request.session[ACTIVE_AT] = time.time()
     security_log(user=user, kind=Kind.LOGIN, request=request)
 
 
