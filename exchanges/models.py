@@ -7,6 +7,9 @@ from fernet_fields import EncryptedTextField
 
 from .fields import ExactDecimalField
 
+# A replacement key waiting for its check (see ExchangeConnection.pending_*).
+PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_fingerprint"]
+
 
 class Exchange(models.TextChoices):
     HTX = "htx", "HTX"

@@ -16,14 +16,14 @@ from celery import shared_task
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
-from . import selectors, services
+from . import checks, selectors, services
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def check_connection(connection_id: int) -> str | None:
-    return services.connection_check(connection_id=connection_id)
+    return checks.connection_check(connection_id=connection_id)
 
 
 @shared_task(ignore_result=True)

@@ -73,7 +73,7 @@ def _clean_redis():
 
 @pytest.fixture(autouse=True)
 def _fresh_tickers_cache():
-    from exchanges.services import TICKERS_CACHE_KEY
+    from exchanges.checks import TICKERS_CACHE_KEY
 
     cache.delete(TICKERS_CACHE_KEY)
 

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from exchanges import selectors, services
+from exchanges import checks, selectors, services
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from tests.conftest import demo_key
 
@@ -34,7 +34,7 @@ def _connected(sandbox, owner, key=GOOD) -> ExchangeConnection:
     connection = services.connection_create(
         owner=owner, exchange="htx", label="", access_key=key[0], secret_key=key[1]
     )
-    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
     return ExchangeConnection.objects.get(pk=connection.pk)
 
 
@@ -146,7 +146,7 @@ def test_refresh_now_queues_a_check_and_is_rate_limited(
     assert c.refreshing and c.next_check_at <= timezone.now()
     again = alice_client.post(reverse("exchanges:connection-refresh", args=[c.pk]), **HTMX).content.decode()
     assert "refresh again in" in again
-    assert services.connection_check(connection_id=c.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=c.pk) == Status.CONNECTED
     c.refresh_from_db()
     assert not c.refreshing
 
@@ -177,7 +177,7 @@ def test_replacing_with_a_key_of_the_same_account_installs_it_and_destroys_the_o
     c.refresh_from_db()
     assert c.replacing and c.secret_key == GOOD[1]  # the current key stays in use meanwhile
     snapshots_before = BalanceSnapshot.objects.filter(connection=c).count()
-    assert services.connection_check(connection_id=c.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=c.pk) == Status.CONNECTED
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert (c.access_key, c.secret_key, c.masked_access_key) == (new_key, new_secret, "demo…5555")
     assert not c.replacing and c.pending_secret_key is None
@@ -193,7 +193,7 @@ def test_replacing_with_a_key_of_another_htx_account_is_refused_and_the_old_key_
         reverse("exchanges:connection-replace", args=[c.pk]),
         {"access_key": OTHER_UID[0], "secret_key": OTHER_UID[1]},
     )
-    services.connection_check(connection_id=c.pk)
+    checks.connection_check(connection_id=c.pk)
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert c.access_key == GOOD[0] and c.secret_key == GOOD[1]
     assert "63628524" in c.replacement_error and "63628520" in c.replacement_error
@@ -206,7 +206,7 @@ def test_replacing_with_a_withdraw_enabled_key_is_refused(alice_client, alice, s
     c = _connected(sandbox, alice)
     key = demo_key("demo: same user, key with withdraw")
     services.connection_replace_keys(connection=c, access_key=key[0], secret_key=key[1])
-    services.connection_check(connection_id=c.pk)
+    checks.connection_check(connection_id=c.pk)
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert c.access_key == GOOD[0] and "Withdrawal" in c.replacement_error
 

@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import SecurityEvent
-from exchanges import services
+from exchanges import checks, services
 from exchanges.models import ExchangeConnection, Status
 from exchanges.views import CONNECT_LIMIT_MESSAGE
 from tests.conftest import demo_key
@@ -630,14 +630,14 @@ def test_security_log_shows_what_happened_to_the_account_and_only_to_its_owner(a
     connection = services.connection_create(
         owner=alice, exchange="htx", label="Main", access_key=GOOD[0], secret_key=GOOD[1]
     )
-    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
     new_key, new_secret = "demoAAAA-11112222-33334444-55555", "ffff0000-11112222-33334444-aaaaa"
     sandbox.accounts[new_key] = {k: v for k, v in sandbox.accounts[GOOD[0]].items() if k != "accounts"}
     sandbox.accounts[new_key]["secret"] = new_secret
     services.connection_replace_keys(
         connection=ExchangeConnection.objects.get(pk=connection.pk), access_key=new_key, secret_key=new_secret
     )
-    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
     assert client.post(reverse("exchanges:connection-remove", args=[connection.pk])).status_code == 302
 
     kinds = set(SecurityEvent.objects.filter(user=alice).values_list("kind", flat=True))
@@ -676,7 +676,7 @@ def test_settings_save_and_the_refresh_interval_drives_scheduling(client, alice,
         owner=alice, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
     )
     before = timezone.now()
-    assert services.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     # 15 minutes with the scheduler's ±10 % jitter (the site default is 5).
     assert timedelta(minutes=13.4) < connection.next_check_at - before < timedelta(minutes=16.6)
@@ -802,7 +802,7 @@ def test_a_withdraw_enabled_key_is_never_stored_not_even_encrypted(alice, sandbo
     )
     assert response.status_code == 302
     connection = ExchangeConnection.objects.get(owner=alice)
-    assert services.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
+    assert checks.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
 
     row = _row(connection.pk)
     for column in ("access_key", "secret_key", "pending_access_key", "pending_secret_key"):

@@ -39,7 +39,7 @@ from django.utils.module_loading import import_string
 from fernet_fields import EncryptedTextField
 
 from accounts.models import SecurityEvent
-from exchanges import services
+from exchanges import checks, services
 from exchanges.htx.client import HtxClient
 from exchanges.htx.errors import HtxError
 from exchanges.logging import RedactSigningParams
@@ -362,15 +362,15 @@ def _full_cycle(sandbox, alice, client, capture_on_commit) -> ExchangeConnection
             owner=alice, exchange="htx", label="Main", access_key=ACCESS, secret_key=SECRET
         )
     pk = connection.pk
-    assert services.connection_check(connection_id=pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
     _make_due(pk)
-    assert services.connection_check(connection_id=pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
     sandbox.faults.update(http_status=503)
     _make_due(pk)
-    assert services.connection_check(connection_id=pk) == Status.TEMPORARY
+    assert checks.connection_check(connection_id=pk) == Status.TEMPORARY
     sandbox.faults.clear()
     _make_due(pk)
-    assert services.connection_check(connection_id=pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
     _add_replacement_key_to(sandbox)
     with capture_on_commit(execute=True):
         response = client.post(
@@ -378,7 +378,7 @@ def _full_cycle(sandbox, alice, client, capture_on_commit) -> ExchangeConnection
             {"access_key": NEW_ACCESS, "secret_key": NEW_SECRET},
         )
     assert response.status_code == 302, _body(response)[:2000]
-    assert services.connection_check(connection_id=pk) == Status.CONNECTED
+    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
     connection = ExchangeConnection.objects.get(pk=pk)
     assert (connection.access_key, connection.secret_key) == (NEW_ACCESS, NEW_SECRET)
     return connection
@@ -393,7 +393,7 @@ def test_a_full_connect_refresh_and_replace_cycle_logs_neither_the_secret_nor_th
             client.get(url, **headers)
     # The capture really saw the dangerous records: signed HTX URLs logged by urllib3 at DEBUG.
     assert any(r.name.startswith("urllib3") and "AccessKeyId=" in raw for r, raw in records)
-    assert any(r.name == "exchanges.services" for r, _ in records)
+    assert any(r.name == "exchanges.checks" for r, _ in records)
     _assert_logs_hold_no_key_material(records)
 
 
@@ -506,7 +506,7 @@ def test_keys_pasted_swapped_leave_no_part_of_the_secret_stored_or_displayed(san
     )
     assert response.status_code == 302, _body(response)[:2000]
     pk = ExchangeConnection.objects.get(owner=alice).pk
-    services.connection_check(connection_id=pk)
+    checks.connection_check(connection_id=pk)
     connection = ExchangeConnection.objects.get(pk=pk)
     assert connection.error_kind == "invalid_access_key"
     assert not connection.has_keys and connection.secret_key is None  # the pair was not kept
@@ -538,7 +538,7 @@ def test_keys_pasted_swapped_are_never_probed_with_the_secret_in_a_request_url(s
         connection = services.connection_create(
             owner=alice, exchange="htx", label="", access_key=SECRET, secret_key=ACCESS
         )
-        services.connection_check(connection_id=connection.pk)
+        checks.connection_check(connection_id=connection.pk)
     assert ExchangeConnection.objects.get(pk=connection.pk).error_kind == "invalid_access_key"
     raw = "\n".join(text for _, text in records)
     assert f"AccessKeyId={ACCESS}" not in raw, "the pair was probed the other way round"
