@@ -143,12 +143,14 @@ def _next_check(connection: ExchangeConnection, seconds: float) -> datetime:
     return _later(seconds)
 
 
-def _client_for(connection: ExchangeConnection) -> HtxClient:
+def _client_for(connection: ExchangeConnection, *, pending: bool = False) -> HtxClient:
+    """A client signing with the connection's key, or with the replacement key it holds."""
+    if pending:
+        access_key, secret_key = connection.pending_access_key, connection.pending_secret_key
+    else:
+        access_key, secret_key = connection.access_key, connection.secret_key
     return HtxClient(
-        settings.HTX_API_URL,
-        access_key=connection.access_key,
-        secret_key=connection.secret_key,
-        timeout=settings.HTX_TIMEOUT,
+        settings.HTX_API_URL, access_key=access_key, secret_key=secret_key, timeout=settings.HTX_TIMEOUT
     )
 
 
@@ -260,14 +262,8 @@ def connection_check(*, connection_id: int) -> str | None:
 def _check_replacement(connection: ExchangeConnection) -> str | None:
     """Check the new key with HTX before it replaces the current one. It must be a working key
     of the same HTX account; otherwise it is discarded and the current key stays in place."""
-    client = HtxClient(
-        settings.HTX_API_URL,
-        access_key=connection.pending_access_key,
-        secret_key=connection.pending_secret_key,
-        timeout=settings.HTX_TIMEOUT,
-    )
     try:
-        with client:
+        with _client_for(connection, pending=True) as client:
             report = _inspect_key(client, key_info_known=True)
             status, kind = _status_from_key(report.info)
             if status != Status.CONNECTED:

@@ -75,6 +75,11 @@ HOLDING_COLUMNS = [
 ]
 
 
+def _stale_after(request: HttpRequest) -> timedelta:
+    """A balance older than twice the user's refresh interval is badged "Stale"."""
+    return timedelta(seconds=2 * request.user.refresh_seconds)
+
+
 def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) -> HttpResponse:
     """One template serves three ways: a whole page without JS, a <dialog> when htmx opens
     it, and just the dialog's content when a step inside the open dialog asks for the next."""
@@ -100,7 +105,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
         "poll": "10s" if Status.TEMPORARY in statuses else "",
         "allocation": charts.allocation_rows(portfolio.allocation),
         "allocation_svg": charts.allocation_donut(portfolio.allocation, id_prefix="allocation"),
-        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
+        "stale_after": _stale_after(request),
     }
     template = "exchanges/connection_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -120,7 +125,7 @@ def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpRes
     context = {
         "c": connection,
         "notice": notice,
-        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
+        "stale_after": _stale_after(request),
     }
     response = render(request, "exchanges/_connection_row.html", context)
     # A notice (e.g. "refresh again in 20 s") must stay on screen: no list reload with it.
@@ -145,7 +150,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "descending": descending,
         "history_svg": charts.history_line(history, id_prefix="history"),
         "timeline": selectors.timeline_for(connection, page=request.GET.get("page")),
-        "stale_after": timedelta(seconds=2 * request.user.refresh_seconds),
+        "stale_after": _stale_after(request),
     }
     return render(request, "exchanges/connection_detail.html", context)
 
