@@ -238,6 +238,10 @@ VERIFY_STALE_SECONDS = env.int("VERIFY_STALE_SECONDS", default=60)
 # A key HTX refused after it had worked (IP list, permissions) is looked at again this often,
 # so a fix made on HTX brings it back without the user doing anything here.
 RECHECK_REFUSED_SECONDS = env.int("RECHECK_REFUSED_SECONDS", default=3600)
+# A worker holds a connection this long; after that another may take it over (a worker that
+# died mid-check) and the late worker's results are dropped. A check makes 4 HTX calls plus one
+# per account, each bounded by HTX_TIMEOUT, so the default leaves room for slow answers.
+CHECK_CLAIM_SECONDS = env.int("CHECK_CLAIM_SECONDS", default=180)
 # Backoff for transient HTX failures: base * 2**attempt, capped, with jitter.
 RETRY_BASE_SECONDS = env.int("RETRY_BASE_SECONDS", default=30)
 RETRY_MAX_SECONDS = env.int("RETRY_MAX_SECONDS", default=1800)
@@ -256,7 +260,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task is handed to another worker after this long. It must exceed the
-# longest task; the claim on the row (services.CLAIM_SECONDS) and the sweeper cover the rest.
+# longest task; the claim on the row (CHECK_CLAIM_SECONDS) and the sweeper cover the rest.
 # The thread pool does not enforce the time limits above; HTX calls have their own timeouts.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),

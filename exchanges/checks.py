@@ -43,10 +43,6 @@ TICKERS_CACHE_KEY = "htx:tickers:v1"
 TICKERS_LOCK_KEY = "htx:tickers:lock"
 TICKERS_LOCK_SECONDS = 15
 TICKERS_WAIT_STEPS, TICKERS_WAIT_STEP_SECONDS = 20, 0.1
-# A worker holds a connection this long; after that another may take it over (and the late
-# worker's results are dropped by _still_ours). A check makes 5 HTX calls plus one per account,
-# each bounded by HTX_TIMEOUT.
-CLAIM_SECONDS = 180
 
 _STATUS_BY_KIND = {
     ErrorKind.INVALID_ACCESS_KEY: Status.INVALID,
@@ -105,7 +101,7 @@ def _claim(connection_id: int) -> ExchangeConnection | None:
     harmless. The claim's expiry doubles as its token: results are only written while it holds.
     """
     now = timezone.now()
-    token = now + timedelta(seconds=CLAIM_SECONDS)
+    token = now + timedelta(seconds=settings.CHECK_CLAIM_SECONDS)
     taken = (
         ExchangeConnection.objects.unclaimed(now)
         .needing_check(now)
