@@ -44,6 +44,7 @@ bench: install-dev
 	$(BIN)/python bench/sandbox_latency.py
 	$(BIN)/python bench/ccxt_compare.py
 	$(BIN)/python bench/page_load.py
+	$(BIN)/python bench/connect_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule*

@@ -12,10 +12,12 @@ Run from the repository root: .venv/bin/python bench/page_load.py [--duration S]
    those figures are labelled `server: runserver` and do not measure the production setup.
 4. Users are logged in by creating their sessions directly (SessionStore + auth keys); this
    process then loads /exchanges/ and /exchanges/<id>/row/ (the status fragment, as htmx polls
-   it) with their cookies, round-robin over all users: with `wrk` when /usr/bin/wrk exists,
-   otherwise with threads using http.client keep-alive connections (gunicorn's sync workers
-   close each connection after a response; http.client then reconnects). The load generator
-   shares the 2 cores with the server: its own CPU use is printed beside each figure.
+   it) with their cookies, round-robin over all users: with `wrk` when /usr/bin/wrk exists
+   (`apt-get install wrk`), otherwise with threads using http.client keep-alive connections
+   (gunicorn's sync workers close each connection after a response; http.client then
+   reconnects); `--client python|wrk` forces one. The load generator shares the 2 cores with
+   the server: its own CPU use is printed beside each figure (wrk: ~1-2 % of a core; the
+   Python client: far more, which lowers the server's share of the machine).
 
 Prints `name: value unit` and `target ...: MET|NOT MET` lines; exits 0 either way.
 """
@@ -392,11 +394,11 @@ class Level:
     p99: float
 
 
-def measure(name, server, port, targets, levels, duration, warmup, tmpdir) -> list[Level]:
+def measure(name, server, port, targets, levels, duration, warmup, tmpdir, use_wrk: bool) -> list[Level]:
     out = []
     for c in levels:
         cpu_before = server_cpu_seconds(server.pid)
-        if WRK.exists():
+        if use_wrk:
             result = wrk_load(port, targets, c, duration, warmup, tmpdir)
             p50, p95, p99 = result.latencies_ms
         else:
@@ -443,8 +445,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per load level")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--concurrency", default="2,4", help="comma-separated connection counts")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk when /usr/bin/wrk exists (auto), else Python threads",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    if args.client == "wrk" and not WRK.exists():
+        raise SystemExit(f"{WRK} not found (apt-get install wrk)")
+    use_wrk = args.client == "wrk" or (args.client == "auto" and WRK.exists())
 
     tmpdir = Path(tempfile.mkdtemp(prefix="bench-page-", dir="/tmp"))
     throwaway, redis_process = configure_environment(tmpdir)
@@ -503,7 +514,12 @@ def main() -> None:
         server, kind = start_server(port, tmpdir / "server.log")
         figure("server", kind)
         figure("server_workers", WORKERS if kind.startswith("gunicorn") else 1, "processes")
-        figure("load_generator", "wrk" if WRK.exists() else "python http.client threads (wrk not installed)")
+        figure(
+            "load_generator",
+            "wrk"
+            if use_wrk
+            else "python http.client threads" + ("" if WRK.exists() else " (wrk not installed)"),
+        )
         figure("cores", cores(), "cores")
         figure("conn_max_age", os.environ.get("CONN_MAX_AGE", "0 (default)"), "s")
 
@@ -513,9 +529,11 @@ def main() -> None:
             sys.stderr.write((tmpdir / "server.log").read_text(errors="replace")[-3000:])
             raise SystemExit("the server did not answer the logged-in page with 200")
 
-        page = measure("page", server, port, page_targets, levels, args.duration, args.warmup, tmpdir)
+        page = measure(
+            "page", server, port, page_targets, levels, args.duration, args.warmup, tmpdir, use_wrk
+        )
         fragment = measure(
-            "fragment", server, port, fragment_targets, levels, args.duration, args.warmup, tmpdir
+            "fragment", server, port, fragment_targets, levels, args.duration, args.warmup, tmpdir, use_wrk
         )
 
         if not kind.startswith("gunicorn"):

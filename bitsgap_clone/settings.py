@@ -13,6 +13,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    # allauth's UserSessionsMiddleware, writing its record at most once a minute per session.
+    "accounts.middleware.UserSessionsMiddleware",
     "accounts.middleware.SessionLimitsMiddleware",
     "bitsgap_clone.middleware.HtmxRedirectMiddleware",
 ]
@@ -173,10 +175,13 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# Sessions (OWASP ASVS level 2, 3.3): 30 minutes idle (the cookie's age, renewed by every
-# request), 12 hours at most since login (accounts.middleware.SessionLimitsMiddleware).
+# Sessions (OWASP ASVS level 2, 3.3): 30 minutes idle (the cookie's age, renewed by activity
+# at most once a minute rather than by a write on every request), 12 hours at most since login
+# (accounts.middleware.SessionLimitsMiddleware). The engine is Django's database store, which
+# also tells that middleware when a session's server-side expiry needs renewing.
+SESSION_ENGINE = "accounts.sessions"
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_ABSOLUTE_SECONDS = env.int("SESSION_ABSOLUTE_SECONDS", default=12 * 60 * 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -221,6 +226,13 @@ CONTENT_SECURITY_POLICY = {
 # --- HTX -------------------------------------------------------------------------------------
 HTX_API_URL = env.str("HTX_API_URL", default="https://api.huobi.pro")
 HTX_TIMEOUT = (env.float("HTX_CONNECT_TIMEOUT", default=3.05), env.float("HTX_READ_TIMEOUT", default=10.0))
+# At most this many HTX requests in flight at once, across every worker on every machine
+# (kept in Redis, see exchanges/htx/gate.py). HTX's per-UID and per-key limits apply as well.
+HTX_MAX_CONCURRENT_REQUESTS = env.int("HTX_MAX_CONCURRENT_REQUESTS", default=48)
+# How long a request waits for a free slot before its check is retried later.
+HTX_GATE_WAIT_SECONDS = env.float("HTX_GATE_WAIT_SECONDS", default=20.0)
+# Each worker process measures HTX's clock against its own this often.
+HTX_CLOCK_SYNC_SECONDS = env.int("HTX_CLOCK_SYNC_SECONDS", default=60)
 # How often a connected key's balances are re-read, and how long tickers are shared.
 BALANCE_REFRESH_SECONDS = env.int("BALANCE_REFRESH_SECONDS", default=300)
 TICKERS_CACHE_SECONDS = env.int("TICKERS_CACHE_SECONDS", default=60)
@@ -269,7 +281,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # Do not hang a web request for long when Redis is down: the sweeper queues the work later.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+# Beat's periodic tasks have a queue of their own, which every worker also consumes: a sweep
+# is not stuck behind a wave of thousands of checks (and then discarded as expired).
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"))
+CELERY_TASK_ROUTES = {
+    "exchanges.tasks.queue_due_checks": {"queue": "periodic"},
+    "exchanges.tasks.prune_snapshots": {"queue": "periodic"},
+}
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=30)
+# How many due checks the sweeper puts in one task message. 1: a message per connection (a slow
+# key delays only itself). More: Celery's own cost per message (~2 ms of worker CPU, a quarter of
+# a refresh's) is shared by the batch, at the price of checks in a batch running one after the
+# other (docs/deploy.md, docs/performance.md).
+CHECK_BATCH_SIZE = env.int("CHECK_BATCH_SIZE", default=1)
 CELERY_BEAT_SCHEDULE = {
     # Queues every connection due for a check: balance refreshes, retries after a transient
     # HTX failure, and submissions whose message was lost.

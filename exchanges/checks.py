@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -24,6 +26,7 @@ from accounts.models import SecurityEvent
 from accounts.services import security_log
 from exchanges.htx.client import HtxClient
 from exchanges.htx.errors import ErrorKind, HtxError
+from exchanges.htx.gate import Gate, GateUnavailable
 from exchanges.htx.types import Account, ApiKeyInfo
 
 from .explain import explain
@@ -43,6 +46,10 @@ TICKERS_CACHE_KEY = "htx:tickers:v1"
 TICKERS_LOCK_KEY = "htx:tickers:lock"
 TICKERS_LOCK_SECONDS = 15
 TICKERS_WAIT_STEPS, TICKERS_WAIT_STEP_SECONDS = 20, 0.1
+# Each process also keeps the shared table for a few seconds, so a refresh wave does not read
+# and decode it from Redis once per check.
+TICKERS_MEMO_SECONDS = 5
+_tickers_memo: tuple[float, dict[str, Decimal]] | None = None
 
 _STATUS_BY_KIND = {
     ErrorKind.INVALID_ACCESS_KEY: Status.INVALID,
@@ -139,15 +146,70 @@ def _next_check(connection: ExchangeConnection, seconds: float) -> datetime:
     return _later(seconds)
 
 
+_gate: Gate | None = None
+_gate_lock = threading.Lock()
+
+
+def htx_gate() -> Gate:
+    """This process's admission to HTX: the global cap and HTX's limits, kept in Redis."""
+    global _gate
+    with _gate_lock:
+        if _gate is None:
+            _gate = Gate(
+                redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2),
+                cap=settings.HTX_MAX_CONCURRENT_REQUESTS,
+                lease_seconds=sum(settings.HTX_TIMEOUT) + 5,
+                max_wait_seconds=settings.HTX_GATE_WAIT_SECONDS,
+            )
+        return _gate
+
+
 def _client_for(connection: ExchangeConnection, *, pending: bool = False) -> HtxClient:
     """A client signing with the connection's key, or with the replacement key it holds."""
     if pending:
         access_key, secret_key = connection.pending_access_key, connection.pending_secret_key
+        scope = f"conn:{connection.pk}:new"
     else:
         access_key, secret_key = connection.access_key, connection.secret_key
+        # Every key of one HTX account shares its limits: count them together once known.
+        scope = f"uid:{connection.htx_uid}" if connection.htx_uid else f"conn:{connection.pk}"
     return HtxClient(
-        settings.HTX_API_URL, access_key=access_key, secret_key=secret_key, timeout=settings.HTX_TIMEOUT
+        settings.HTX_API_URL,
+        access_key=access_key,
+        secret_key=secret_key,
+        timeout=settings.HTX_TIMEOUT,
+        gate=htx_gate(),
+        scope=scope,
     )
+
+
+# HTX's clock against ours, measured once per CLOCK_SYNC_SECONDS by each process rather than
+# before every check (HTX allows 100 timestamp calls per 2 s per IP; a refresh wave needs more).
+# It is this process's clock that may be off, so the figure is not shared between machines.
+_clock: tuple[float, int] | None = None  # (monotonic time measured, offset ms)
+
+
+def _sync_clock(client: HtxClient) -> int:
+    global _clock
+    clock = _clock
+    if clock is None or time.monotonic() - clock[0] > settings.HTX_CLOCK_SYNC_SECONDS:
+        offset = client.sync_clock()
+        _clock = clock = (time.monotonic(), offset)
+    client.clock_offset_ms = clock[1]
+    return clock[1]
+
+
+def _forget_clock() -> None:
+    """HTX refused our timestamp: measure again before the next signed call."""
+    global _clock
+    _clock = None
+
+
+def forget_process_state() -> None:
+    """Drop what this process remembers between checks (clock offset, tickers): for tests."""
+    global _tickers_memo
+    _forget_clock()
+    _tickers_memo = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +220,20 @@ class KeyReport:
     info: ApiKeyInfo | None = None  # None: a sub-user key, which HTX will not describe
 
 
-def _inspect_key(client: HtxClient, *, key_info_known: bool = False) -> KeyReport:
+def _inspect_key(client: HtxClient, *, key_info_known: bool = False, uid: int | None = None) -> KeyReport:
     """What HTX says about the key. ``key_info_known``: HTX described this key before, so a
-    refusal to describe it now is not taken for a sub-user key (that would fail open)."""
-    skew = client.sync_clock()
+    refusal to describe it now is not taken for a sub-user key (that would fail open).
+    ``uid``: the key's HTX account, when known (a key never changes account), saves a call."""
+    skew = _sync_clock(client)
     # The accounts call proves key, secret and IP binding at once; it works for every key type.
-    accounts = client.accounts()
     try:
-        uid = client.uid()
+        accounts = client.accounts()
+    except HtxError as error:
+        if error.kind == ErrorKind.INVALID_TIMESTAMP:
+            _forget_clock()
+        raise
+    try:
+        uid = uid or client.uid()
         info = client.api_key_info(uid)
     except HtxError as error:
         # Sub-user keys get "forbidden" (1002), or per the docs a plain 403, right after the
@@ -198,10 +266,16 @@ def tickers_get(client: HtxClient) -> dict[str, Decimal]:
     When the cached table expires, one worker fetches it while the others wait briefly for
     it, so a refresh wave does not send every worker to HTX at once.
     """
+    global _tickers_memo
+    memo = _tickers_memo
+    if memo is not None and time.monotonic() < memo[0]:
+        return memo[1]
     for _ in range(TICKERS_WAIT_STEPS):
         cached = cache.get(TICKERS_CACHE_KEY)
         if cached is not None:
-            return {symbol: Decimal(price) for symbol, price in cached.items()}
+            prices = {symbol: Decimal(price) for symbol, price in cached.items()}
+            _tickers_memo = (time.monotonic() + TICKERS_MEMO_SECONDS, prices)
+            return prices
         if cache.add(TICKERS_LOCK_KEY, 1, timeout=TICKERS_LOCK_SECONDS):
             break
         time.sleep(TICKERS_WAIT_STEP_SECONDS)
@@ -245,9 +319,17 @@ def connection_check(*, connection_id: int) -> str | None:
         return _check_replacement(connection)
     try:
         with _client_for(connection) as client:
-            report = _inspect_key(client, key_info_known=connection.htx_uid is not None)
+            report = _inspect_key(
+                client, key_info_known=connection.htx_uid is not None, uid=connection.htx_uid
+            )
             status, kind = _status_from_key(report.info)
             balances = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
+    except GateUnavailable:
+        # Redis (our broker too) did not answer: nothing was asked of HTX, so nothing is known.
+        # Let go of the row at once; the sweeper queues it again.
+        _release(connection)
+        logger.warning("HTX admission unavailable; connection %s left for the next sweep", connection.pk)
+        return None
     except HtxError as error:
         # A swapped pair is not probed by trying it the other way round: when the API Key is
         # merely wrong, that probe would send the real secret to HTX as AccessKeyId, in a URL.
@@ -267,12 +349,13 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             if connection.htx_uid is None or report.uid != connection.htx_uid:
                 return _refuse_replacement(connection, _other_account(connection.htx_uid, report.uid))
             balances = _read_balances(client, report.accounts)
+    except GateUnavailable:
+        _release(connection)
+        return None
     except HtxError as error:
         if not error.permanent:
             # HTX unreachable or busy: keep the new key and try again (the sweeper re-queues it).
-            ExchangeConnection.objects.filter(
-                pk=connection.pk, claimed_until=connection.claimed_until
-            ).update(claimed_until=None)
+            _release(connection)
             return connection.status
         return _refuse_replacement(connection, f"{explain('', error.kind).title} ({error.detail})")
     new_key = connection.pending_access_key
@@ -315,6 +398,13 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
         message=f"Key replaced by {connection.masked_access_key}",
     )
     return _record_key(connection, report, status, kind, balances)
+
+
+def _release(connection: ExchangeConnection) -> None:
+    """Give up our claim without writing a result, so the next check can take the row."""
+    ExchangeConnection.objects.filter(pk=connection.pk, claimed_until=connection.claimed_until).update(
+        claimed_until=None
+    )
 
 
 def _other_account(current: int | None, new: int | None) -> str:

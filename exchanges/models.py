@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from fernet_fields import EncryptedTextField
 
 from .fields import ExactDecimalField
 
 # A replacement key waiting for its check (see ExchangeConnection.pending_*).
 PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_fingerprint"]
+# A submission no worker has taken for this long is shown as queued (awaiting_worker).
+QUEUED_NOTICE_AFTER = timedelta(seconds=10)
 
 
 class Exchange(models.TextChoices):
@@ -148,6 +153,16 @@ class ExchangeConnection(models.Model):
         """A "Refresh now" the worker has not finished yet."""
         requested = self.refresh_requested_at
         return requested is not None and (self.last_checked_at is None or self.last_checked_at < requested)
+
+    @property
+    def awaiting_worker(self) -> bool:
+        """A submission no worker is checking: its message could not be sent (the broker was
+        down, see services.connection_check_not_sent) or nobody has taken it for a while. The
+        sweeper queues it again; the user is told verification is queued, not lost."""
+        now = timezone.now()
+        if self.status != Status.VERIFYING or (self.claimed_until and self.claimed_until > now):
+            return False
+        return self.next_check_at is not None or self.updated_at < now - QUEUED_NOTICE_AFTER
 
     @property
     def settled(self) -> bool:

@@ -82,13 +82,15 @@ def portfolio_for_user(user) -> Portfolio:
         then = sum((Decimal(c.total_usdt_24h_ago) for c in compared), Decimal(0))
         change = sum((c.total_usdt for c in compared), Decimal(0)) - then
         pct = change / then * 100 if then else None
+    counted = {id(c) for c in working}  # by identity: `c in working` compares models, O(n²)
     for c in connections:
-        c.share = c.total_usdt / total * 100 if total and c in working else None
+        c.share = c.total_usdt / total * 100 if total and id(c) in counted else None
     allocation: dict[str, Decimal] = {}
     latest = ExchangeConnection.objects.for_owner(user).filter(status__in=WORKING).values("latest_snapshot")
     rows = BalanceLine.objects.filter(snapshot_id__in=Subquery(latest), value_usdt__isnull=False)
     for currency, value in rows.values_list("currency", "value_usdt"):
-        allocation[currency.upper()] = allocation.get(currency.upper(), Decimal(0)) + value
+        asset = currency.upper()
+        allocation[asset] = allocation.get(asset, Decimal(0)) + value
     return Portfolio(
         connections=connections,
         total_usdt=total,

@@ -82,6 +82,14 @@ def connection_create(
     return connection
 
 
+def connection_check_not_sent(connection_id: int) -> None:
+    """The broker refused a submission's check: mark it due now, so its pages say verification
+    is queued (ExchangeConnection.awaiting_worker) until the sweeper has sent it."""
+    ExchangeConnection.objects.filter(pk=connection_id, status=Status.VERIFYING).update(
+        next_check_at=timezone.now()
+    )
+
+
 def connection_dismiss(*, connection: ExchangeConnection) -> None:
     """Delete a connection that is not in use, with any key it still holds: a failed attempt,
     a first attempt still being retried (the user gives up on it), or a connection whose key

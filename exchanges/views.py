@@ -322,7 +322,10 @@ def connection_add_htx(request: HttpRequest) -> HttpResponse:
             return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})
         if not request.htmx:
             return redirect("exchanges:connection-verification", pk=connection.pk)
-        response = _verification_response(request, connection)
+        # Read again: sending the check (after commit) marks it queued when the broker is down.
+        response = _verification_response(
+            request, selectors.connection_get_for_user(request.user, connection.pk)
+        )
         response["HX-Trigger"] = "connectionChanged"
         return response
     return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})

@@ -72,10 +72,16 @@ def _clean_redis():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_tickers_cache():
-    from exchanges.checks import TICKERS_CACHE_KEY
+def _fresh_htx_state():
+    """Each test starts without shared tickers, this process's clock offset or HTX windows."""
+    from exchanges import checks
 
-    cache.delete(TICKERS_CACHE_KEY)
+    cache.delete(checks.TICKERS_CACHE_KEY)
+    checks.forget_process_state()
+    gate = checks.htx_gate()
+    keys = list(gate.client.scan_iter(f"{gate.prefix}:*"))
+    if keys:
+        gate.client.delete(*keys)
 
 
 # --- People ----------------------------------------------------------------------------------
@@ -122,64 +128,107 @@ def _database_url(settings_dict: dict) -> str:
     )
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, sandbox, tmp_path):
-    """`celery worker` in its own process, on the test database, real Redis and the sandbox."""
+def child_database_url() -> str:
+    """DATABASE_URL of the database this test runs on (the pytest-django test database)."""
     from django.db import connection
 
-    from bitsgap_clone.celery import app
+    return _database_url(connection.settings_dict)
 
-    app.control.purge()
-    env = {
+
+def spawn_celery(args: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `celery -A bitsgap_clone <args>` on the test database, its output appended to
+    `log_path` (kept on the process as `log_path`), without waiting for it. `env` overrides this
+    process's environment (e.g. REDIS_URL, HTX_API_URL, CHECK_CLAIM_SECONDS)."""
+    full_env = {
         **os.environ,
-        "DATABASE_URL": _database_url(connection.settings_dict),
-        "HTX_API_URL": sandbox.url,
+        "DATABASE_URL": child_database_url(),
         "PYTHONPATH": str(ROOT),
+        **(env or {}),
     }
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
+    with log_path.open("ab") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bitsgap_clone",
-                "worker",
-                "--pool=threads",
-                "--concurrency=4",
-                "--loglevel=INFO",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
+            [sys.executable, "-m", "celery", "-A", "bitsgap_clone", *args],
             cwd=ROOT,
-            env=env,
+            env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 30
-    while b" ready." not in log.read_bytes():
+    process.log_path = log_path
+    process.args_ = args
+    return process
+
+
+def wait_ready(process: subprocess.Popen, ready: bytes, timeout: float = 30) -> subprocess.Popen:
+    """Wait until `ready` appears in the process's log; fail the test (after killing it) if
+    it exits first or takes longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while ready not in process.log_path.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"Celery worker did not start:\n{log.read_text()}")
+            process.wait(10)
+            pytest.fail(f"celery {process.args_[0]} did not start:\n{process.log_path.read_text()}")
         time.sleep(0.1)
-    process.log_path = log
+    return process
+
+
+def start_celery(
+    args: list[str], *, log_path: Path, env: dict[str, str] | None = None, ready: bytes, timeout: float = 30
+) -> subprocess.Popen:
+    """`spawn_celery`, then `wait_ready`."""
+    return wait_ready(spawn_celery(args, log_path=log_path, env=env), ready, timeout)
+
+
+def worker_args(*, hostname: str, concurrency: int = 4) -> list[str]:
+    """Arguments of a thread-pool `celery worker` as the tests run it."""
+    return [
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        "--without-heartbeat",
+        "--without-mingle",
+        "--without-gossip",
+        "-n",
+        hostname,
+    ]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM (a Celery warm shutdown), then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, sandbox, tmp_path):
+    """`celery worker` in its own process, on the test database, real Redis and the sandbox."""
+    from bitsgap_clone.celery import app
+
+    app.control.purge()
+    process = start_celery(
+        worker_args(hostname=f"test-{os.getpid()}@%h"),
+        log_path=tmp_path / "worker.log",
+        env={"HTX_API_URL": sandbox.url},
+        ready=b" ready.",
+    )
     yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process)
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, message=None):
+    """Poll `predicate` until it returns something truthy, and return that. On timeout, fail
+    with `message` (a string, or a callable returning one, e.g. to show counts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    detail = message() if callable(message) else message
+    raise AssertionError(f"condition not met in {timeout} s" + (f": {detail}" if detail else ""))

@@ -7,20 +7,22 @@ logged either: see ``redact``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
-
-import requests
 
 from . import signing
 from .errors import ErrorKind, HtxError, classify
+from .transport import HttpPool, Response, TransportError
 from .types import Account, AccountBalance, ApiKeyInfo, BalanceLine, RateLimit
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,27 @@ def redact(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1=[redacted]", text)
 
 
+class Gate(Protocol):
+    """Admission to HTX before each request (see ``exchanges.htx.gate``)."""
+
+    def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
+
+
+# One connection pool per process, shared by every client and thread: a check reuses the
+# keep-alive connection the previous check opened instead of paying a new TCP (and TLS)
+# handshake. See transport.py for why it is not requests.
+_pool: HttpPool | None = None
+_pool_lock = threading.Lock()
+
+
+def shared_pool() -> HttpPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = HttpPool(headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+        return _pool
+
+
 class HtxClient:
     def __init__(
         self,
@@ -48,7 +71,9 @@ class HtxClient:
         access_key: str = "",
         secret_key: str = "",
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
+        pool: HttpPool | None = None,
+        gate: Gate | None = None,
+        scope: str = "",
     ):
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -60,16 +85,19 @@ class HtxClient:
         self._access_key = access_key
         self._secret_key = secret_key
         self.timeout = timeout
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
+        self.pool = pool or shared_pool()
+        # Whose HTX limits signed calls count against (see gate.py); public calls count per IP.
+        self.gate = gate
+        self.scope = scope or f"key:{hashlib.sha256(access_key.encode()).hexdigest()[:16]}"
         self.clock_offset_ms = 0  # HTX time minus our time, measured by sync_clock()
+        self.calls = 0  # HTTP requests sent by this client
         self.last_rate_limit = RateLimit(None, None)
 
     def __repr__(self) -> str:
         return f"<HtxClient {self.base_url}>"
 
     def close(self) -> None:
-        self.session.close()
+        """Nothing to release: connections go back to the shared pool after each call."""
 
     def __enter__(self) -> HtxClient:
         return self
@@ -154,30 +182,28 @@ class HtxClient:
         if signed:
             if not self._access_key or not self._secret_key:
                 raise ValueError("signed HTX call without keys")
-            now = datetime.fromtimestamp(time.time() + self.clock_offset_ms / 1000, UTC)
             query = signing.signed_query(
                 method="GET",
                 host=self.host,
                 path=full_path,
                 access_key=self._access_key,
                 secret=self._secret_key,
-                timestamp=signing.htx_timestamp(now),
+                timestamp=signing.htx_timestamp_at(time.time() + self.clock_offset_ms / 1000),
                 params=params,
             )
+            self._respect_rate_limit(path)
         else:
             query = signing.canonical_query(params or {})
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        if signed:
-            self._respect_rate_limit(path)
-        try:
-            response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout:
-            raise HtxError(ErrorKind.UNAVAILABLE, message="HTX did not answer in time", path=path) from None
-        except requests.RequestException as exc:
-            # The exception text can contain the URL (with AccessKeyId and Signature): drop it.
-            raise HtxError(
-                ErrorKind.UNAVAILABLE, message=f"could not reach HTX ({type(exc).__name__})", path=path
-            ) from None
+        slot = self.gate.slot(path, self.scope if signed else "ip") if self.gate else nullcontext()
+        with slot:
+            self.calls += 1
+            try:
+                response = self.pool.get(url, timeout=self.timeout)
+            except TransportError as exc:
+                # Never the URL in the message: it holds AccessKeyId and Signature.
+                message = "HTX did not answer in time" if exc.timeout else f"could not reach HTX ({exc})"
+                raise HtxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
         self._note_rate_limit(response)
         return _unwrap(response, path)
 
@@ -194,21 +220,21 @@ class HtxClient:
             raise HtxError(ErrorKind.RATE_LIMITED, message="no HTX calls left in this window", path=path)
         time.sleep(wait_ms / 1000)
 
-    def _note_rate_limit(self, response: requests.Response) -> None:
+    def _note_rate_limit(self, response: Response) -> None:
         remain = response.headers.get("X-HB-RateLimit-Requests-Remain")
         expire = response.headers.get("X-HB-RateLimit-Requests-Expire")
         if remain is not None or expire is not None:
             self.last_rate_limit = RateLimit(_int_or_none(remain), _int_or_none(expire))
 
 
-def _unwrap(response: requests.Response, path: str) -> Any:
+def _unwrap(response: Response, path: str) -> Any:
     try:
-        body = response.json()
+        body = json.loads(response.body)
     except ValueError:
         body = None
     if not isinstance(body, dict):
         # Not HTX's API talking: a gateway, proxy or CDN page. Never a verdict on the key.
-        status = response.status_code
+        status = response.status
         kind = ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.UNAVAILABLE
         raise HtxError(
             kind, code=str(status), message=f"HTX answered HTTP {status} without an API answer", path=path
@@ -226,9 +252,7 @@ def _unwrap(response: requests.Response, path: str) -> Any:
             return body.get("data")
         message = str(body.get("message") or "")
         raise HtxError(classify(code, message), code=code, message=message, path=path)
-    raise HtxError(
-        ErrorKind.UNKNOWN, code=str(response.status_code), message="unexpected HTX answer", path=path
-    )
+    raise HtxError(ErrorKind.UNKNOWN, code=str(response.status), message="unexpected HTX answer", path=path)
 
 
 @contextmanager

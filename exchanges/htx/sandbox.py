@@ -16,6 +16,7 @@ runs, from Python or over HTTP:
 
 - faults: ``sb.faults`` / ``GET|POST|DELETE /_sandbox/faults`` (see ``Faults``). A client
   *timeout* is ``latency_ms`` set above the client's read timeout; there is no separate knob.
+- stats: ``sb.stats`` / ``GET|DELETE /_sandbox/stats`` (see ``LoadStats``), for load tests.
 - clock: ``sb.clock_offset_ms`` / ``GET|POST /_sandbox/clock`` ``{"clock_offset_ms": <int>}``.
 - keys: mutate ``sb.accounts[<access key>]`` / ``GET|POST /_sandbox/keys/<access key>``, which
   shows the entry without its secret, or merges a JSON object of ``KEY_FIELDS`` into it (a key
@@ -420,6 +421,47 @@ def _check_key_fields(fields: Mapping[str, Any]) -> None:
 # --- the sandbox ------------------------------------------------------------------------------
 
 
+class LoadStats:
+    """What load tests read back (``GET /_sandbox/stats``): requests served, the most in flight
+    at once, and per endpoint the busiest per-UID window and how many calls the limit refused."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = self.in_flight = self.peak_in_flight = 0
+            self.busiest_window: dict[str, int] = {}
+            self.refused: dict[str, int] = {}
+
+    def enter(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def window_count(self, endpoint: str, count: int, *, refused: bool) -> None:
+        with self._lock:
+            self.busiest_window[endpoint] = max(self.busiest_window.get(endpoint, 0), count)
+            if refused:
+                self.refused[endpoint] = self.refused.get(endpoint, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "in_flight": self.in_flight,
+                "peak_in_flight": self.peak_in_flight,
+                "busiest_window_per_uid": dict(self.busiest_window),
+                "refused_by_rate_limit": dict(self.refused),
+            }
+
+
 class HtxSandbox:
     """An HTX spot REST double served over HTTP on ``host:port`` (port 0 picks a free one)."""
 
@@ -442,6 +484,7 @@ class HtxSandbox:
         self._windows: dict[tuple[int, str], list[int]] = {}
         self._windows_lock = threading.Lock()
         self._keys_lock = threading.Lock()
+        self.stats = LoadStats()
         # E7 fiat conversion (see FIAT_PER_USD); replace or edit for a test.
         self.fiat_per_usd = dict(FIAT_PER_USD)
         self._server: _Server | None = None
@@ -537,6 +580,7 @@ class HtxSandbox:
     def reset_rate_limits(self) -> None:
         with self._windows_lock:
             self._windows.clear()
+        self.stats.reset()
 
     def _take(self, uid: int, endpoint: str) -> tuple[bool, int, int]:
         """Count one call in the fixed window of (uid, endpoint); -> allowed, remain, expire."""
@@ -551,7 +595,20 @@ class HtxSandbox:
                 self._windows[(uid, endpoint)] = window
             window[1] += 1
             end, count = window
+        self.stats.window_count(endpoint, count, refused=count > limit)
         return count <= limit, max(limit - count, 0), end + int(self.clock_offset_ms)
+
+    def _count(self, uid: int, endpoint: str) -> None:
+        """Count a call of an endpoint whose limit the sandbox does not enforce (E2, E3), so
+        load tests can still compare the busiest window with HTX's limit (``stats``)."""
+        now = int(time.time() * 1000)
+        with self._windows_lock:
+            window = self._windows.get((uid, endpoint))
+            if window is None or now >= window[0]:
+                window = self._windows[(uid, endpoint)] = [now + int(self.rate_limit_window_ms), 0]
+            window[1] += 1
+            count = window[1]
+        self.stats.window_count(endpoint, count, refused=False)
 
     def key_entry(self, access_key: str) -> dict[str, Any] | None:
         """A copy of the key's entry without its secret, with ``accessKey``; None if unknown."""
@@ -587,6 +644,13 @@ class HtxSandbox:
     # -- dispatch --
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
+        self.stats.enter()
+        try:
+            return self._handle_counted(request)
+        finally:
+            self.stats.leave()
+
+    def _handle_counted(self, request: SandboxRequest) -> SandboxResponse:
         """Answer one HTX request (the HTTP plumbing lives in _Handler)."""
         faults = self._faults.snapshot()
         active = _fault_applies(faults, request.path)
@@ -716,6 +780,7 @@ class HtxSandbox:
         if isinstance(auth, SandboxResponse):
             return auth
         _, entry = auth
+        self._count(int(entry.get("uid") or 0), "uid")
         if entry.get("subUser"):
             # DOCS21 lists E4/E5 but not E2/E3 among the endpoints open to sub-users; others
             # are refused. Reading chosen: v2 1002 "forbidden" with HTTP 200 (§5.2), not HTTP 403.
@@ -727,6 +792,7 @@ class HtxSandbox:
         if isinstance(auth, SandboxResponse):
             return auth
         _, entry = auth
+        self._count(int(entry.get("uid") or 0), "api-key")
         if entry.get("subUser"):
             return _v2_error(1002, "forbidden")  # see _uid
         params = dict(reversed(request.params))  # first occurrence wins
@@ -1109,6 +1175,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.command != "GET":
                 return _json({"error": "use GET, POST or DELETE"}, 405)
             return _json(sandbox.faults.snapshot())
+        if path == "/_sandbox/stats":
+            if self.command == "DELETE":
+                sandbox.reset_rate_limits()
+            elif self.command != "GET":
+                return _json({"error": "use GET or DELETE"}, 405)
+            return _json(sandbox.stats.snapshot())
         if path == "/_sandbox/clock":
             if self.command == "POST":
                 try:

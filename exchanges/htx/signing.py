@@ -7,9 +7,10 @@ stay literal), sorted by key in byte order and joined with ``&``. See shared/htx
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import binascii
 import hmac
+import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -17,6 +18,8 @@ from urllib.parse import quote
 SIGNATURE_METHOD = "HmacSHA256"
 SIGNATURE_VERSION = "2"
 AUTH_PARAMS = ("AccessKeyId", "SignatureMethod", "SignatureVersion", "Timestamp")
+_SIGNATURE_METHOD_PAIR = ("SignatureMethod", SIGNATURE_METHOD)
+_SIGNATURE_VERSION_PAIR = ("SignatureVersion", SIGNATURE_VERSION)
 
 
 def htx_timestamp(moment: datetime) -> str:
@@ -24,7 +27,25 @@ def htx_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # calls within a second share it
+
+
+def htx_timestamp_at(epoch_seconds: float) -> str:
+    """``htx_timestamp`` of a Unix time, formatted once per second."""
+    global _last_second
+    second = int(epoch_seconds // 1)
+    last = _last_second
+    if last[0] != second:
+        last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return last[1]
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def encode(value: str) -> str:
+    if _UNRESERVED.fullmatch(value):  # most keys and values: nothing to escape
+        return value
     # quote() emits upper-case hex; safe="" also escapes "/" as HTX expects.
     return quote(value, safe="")
 
@@ -40,8 +61,8 @@ def presign_string(method: str, host: str, path: str, params: Mapping[str, str])
 
 
 def signature(secret: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
+    digest = hmac.digest(secret.encode(), payload.encode(), "sha256")
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def auth_params(access_key: str, timestamp: str) -> dict[str, str]:
@@ -67,7 +88,14 @@ def signed_query(
 
     For POST only the auth parameters are signed (the JSON body is not), so pass no params.
     """
-    signed = {**(params or {}), **auth_params(access_key, timestamp)}
-    query = canonical_query(signed)
-    sig = signature(secret, "\n".join((method.upper(), host.lower(), path, query)))
+    pairs = [(encode(k), encode(v)) for k, v in params.items() if k not in AUTH_PARAMS] if params else []
+    pairs += (
+        ("AccessKeyId", encode(access_key)),
+        _SIGNATURE_METHOD_PAIR,
+        _SIGNATURE_VERSION_PAIR,
+        ("Timestamp", encode(timestamp)),
+    )
+    pairs.sort()
+    query = "&".join([f"{k}={v}" for k, v in pairs])
+    sig = signature(secret, f"{method.upper()}\n{host.lower()}\n{path}\n{query}")
     return f"{query}&Signature={encode(sig)}"

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from functools import lru_cache
 
 from django import template
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.template.defaultfilters import floatformat
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -15,6 +19,32 @@ from exchanges.models import ExchangeConnection, Status
 register = template.Library()
 
 _ICONS = {"ok": "✓", "pending": "", "warn": "!", "error": "✕"}
+_PK_PLACEHOLDER = 9081726354453627189
+
+
+@lru_cache(maxsize=128)
+def _pk_route(viewname: str, script_prefix: str, urlconf: str | None) -> tuple[str, str]:
+    """The URL of `viewname` around its one integer argument, reversed once."""
+    url = reverse(viewname, urlconf=urlconf, args=[_PK_PLACEHOLDER])
+    head, placeholder, tail = url.partition(str(_PK_PLACEHOLDER))
+    if not placeholder:
+        raise ValueError(f"{viewname} does not take one integer argument")
+    return head, tail
+
+
+@receiver(setting_changed)
+def _routes_changed(*, setting: str, **kwargs) -> None:
+    if setting == "ROOT_URLCONF":
+        _pk_route.cache_clear()
+
+
+@register.simple_tag
+def pk_url(viewname: str, pk: int) -> str:
+    """`{% url viewname pk %}` for a route whose one argument is an integer (`<int:pk>`), the
+    same URL at a fraction of the cost: {% url %} resolves the route on every call (~40 µs),
+    and a row of My Exchanges has eight."""
+    head, tail = _pk_route(viewname, get_script_prefix(), get_urlconf())
+    return f"{head}{int(pk)}{tail}"
 
 
 @register.filter

@@ -1,0 +1,131 @@
+"""Keep-alive HTTP(S) GETs to HTX over the standard library's ``http.client``.
+
+Why not requests (or urllib3 directly): both re-parse and re-percent-encode every URL byte by
+byte in Python, and a signed HTX query is ~250 bytes of already encoded text. That alone cost
+more CPU than the whole rest of a call (docs/performance.md). This module does only what an
+HTX client needs: one pool of idle connections per host shared by all threads of the process,
+separate connect and read timeouts, certificate verification (``ssl.create_default_context``),
+no redirects, no retries except once on a kept-alive connection the server had already closed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class TransportError(Exception):
+    """No answer from the server; ``timeout`` says whether it was a timeout."""
+
+    def __init__(self, reason: str, *, timeout: bool = False):
+        super().__init__(reason)
+        self.timeout = timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+# Errors that mean a reused connection had been closed by the server while it sat idle.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
+
+
+class HttpPool:
+    """Idle keep-alive connections per (scheme, host, port), safe to share between threads."""
+
+    def __init__(self, *, max_idle_per_host: int = 64, headers: dict[str, str] | None = None):
+        self.max_idle_per_host = max_idle_per_host
+        self.headers = dict(headers or {})
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def get(
+        self, url: str, *, timeout: tuple[float, float], headers: dict[str, str] | None = None
+    ) -> Response:
+        """GET ``url`` (already encoded: it is sent as is). Raises TransportError."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an http(s) URL is required")
+        key = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        all_headers = {**self.headers, **(headers or {})}
+        conn, reused = self._checkout(key, timeout)
+        try:
+            try:
+                response = self._send(conn, target, all_headers)
+            except _STALE:
+                if not reused:
+                    raise
+                # The server closed this idle connection: a GET is safe to send once more.
+                conn.close()
+                conn, reused = self._connect(key, timeout), False
+                response = self._send(conn, target, all_headers)
+        except TimeoutError:
+            conn.close()
+            raise TransportError("timed out", timeout=True) from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise TransportError(type(exc).__name__) from None
+        self._checkin(key, conn, reusable=not response.will_close)
+        return Response(response.status, response.msg, response.body)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for conn in connections:
+                conn.close()
+
+    def _send(self, conn: http.client.HTTPConnection, target: str, headers: dict[str, str]):
+        conn.request("GET", target, headers=headers)
+        response = conn.getresponse()
+        response.body = response.read()
+        return response
+
+    def _checkout(self, key: tuple[str, str, int], timeout: tuple[float, float]):
+        with self._lock:
+            idle = self._idle.get(key)
+            conn = idle.pop() if idle else None
+        if conn is not None:
+            conn.sock.settimeout(timeout[1])
+            return conn, True
+        return self._connect(key, timeout), False
+
+    def _connect(self, key: tuple[str, str, int], timeout: tuple[float, float]) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        if scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout[0], context=self._ssl_context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout[0])
+        try:
+            conn.connect()
+        except TimeoutError:
+            conn.close()
+            raise TransportError("connect timed out", timeout=True) from None
+        except OSError as exc:
+            conn.close()
+            raise TransportError(type(exc).__name__) from None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock.settimeout(timeout[1])  # from now on, the read timeout
+        return conn
+
+    def _checkin(
+        self, key: tuple[str, str, int], conn: http.client.HTTPConnection, *, reusable: bool
+    ) -> None:
+        if reusable:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self.max_idle_per_host:
+                    idle.append(conn)
+                    return
+        conn.close()

@@ -1,0 +1,108 @@
+"""What a refresh costs HTX and how checks share work: the clock measured once per process, the
+UID not asked again, tickers shared, batches, and the HTX gate in front of every call."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.utils import timezone
+
+from exchanges import checks, services, tasks
+from exchanges.htx.gate import Gate
+from exchanges.models import ExchangeConnection, Status
+from tests.conftest import demo_key
+
+pytestmark = pytest.mark.django_db
+
+GOOD = demo_key("demo: good key")
+
+
+def _connected(owner, sandbox) -> ExchangeConnection:
+    connection = services.connection_create(
+        owner=owner, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
+    )
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    return connection
+
+
+def _make_due(*pks: int) -> None:
+    ExchangeConnection.objects.filter(pk__in=pks).update(next_check_at=timezone.now())
+
+
+def _calls(sandbox, action) -> dict[str, int]:
+    """HTX requests by endpoint while `action` runs (from the sandbox's own counters)."""
+    sandbox.reset_rate_limits()
+    action()
+    stats = sandbox.stats.snapshot()
+    return {"requests": stats["requests"], **stats["busiest_window_per_uid"]}
+
+
+def test_a_refresh_of_a_known_key_costs_htx_three_requests(sandbox, alice):
+    connection = _connected(alice, sandbox)
+    _make_due(connection.pk)
+    calls = _calls(sandbox, lambda: checks.connection_check(connection_id=connection.pk))
+    # Key info, accounts, and one balance per account the key sees; not the clock, the UID
+    # (a key never changes account) or the tickers (shared for TICKERS_CACHE_SECONDS).
+    accounts = len(sandbox.accounts[GOOD[0]]["accounts"])
+    assert calls["requests"] == 2 + accounts, calls
+    assert "uid" not in calls and calls["api-key"] == 1 and calls["accounts"] == 1
+
+
+def test_the_clock_is_measured_once_per_process_and_again_after_htx_refuses_a_timestamp(sandbox, alice):
+    first = _connected(alice, sandbox)
+    sandbox.clock_offset_ms = 600_000  # beyond HTX's 5 minutes: HTX's clock moves: our cached offset is now wrong
+    _make_due(first.pk)
+    assert checks.connection_check(connection_id=first.pk) == Status.TEMPORARY  # refused once
+    _make_due(first.pk)
+    assert checks.connection_check(connection_id=first.pk) == Status.CONNECTED  # measured again
+    first.refresh_from_db()
+    assert abs(first.clock_skew_ms - 600_000) < 2_000
+
+
+def test_a_batch_runs_each_check_once(sandbox, alice):
+    pk = _connected(alice, sandbox).pk
+    _make_due(pk)
+    # The same id twice: the second finds it no longer due (as after a retried batch).
+    assert tasks.check_connections.apply(args=[[pk, pk]]).get() == [Status.CONNECTED, None]
+
+
+def test_the_sweeper_sends_batches_when_asked(alice, settings, monkeypatch):
+    sent: list = []
+    monkeypatch.setattr(tasks.check_connections, "delay", lambda ids: sent.append(list(ids)))
+    monkeypatch.setattr(tasks.check_connection, "delay", lambda pk: sent.append(pk))
+    key = iter(range(1000, 2000))
+    pks = [
+        ExchangeConnection.objects.create(
+            owner=alice,
+            access_key=f"{next(key)}",
+            secret_key="s",
+            access_key_fingerprint=f"fp-{n}",
+            status=Status.CONNECTED,
+            next_check_at=timezone.now(),
+        ).pk
+        for n in range(5)
+    ]
+    settings.CHECK_BATCH_SIZE = 2
+    assert tasks.queue_due_checks() == 5
+    assert sorted(pk for batch in sent for pk in batch) == sorted(pks)
+    assert [len(batch) for batch in sent] == [2, 2, 1]
+    sent.clear()
+    settings.CHECK_BATCH_SIZE = 1
+    tasks.queue_due_checks()
+    assert sorted(sent) == sorted(pks)
+
+
+def test_without_redis_a_check_lets_go_of_the_row_and_records_nothing(sandbox, alice, monkeypatch):
+    connection = _connected(alice, sandbox)
+    before = ExchangeConnection.objects.get(pk=connection.pk)
+    dead = Gate(redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.5), cap=5, lease_seconds=5)
+    monkeypatch.setattr(checks, "htx_gate", lambda: dead)
+    _make_due(connection.pk)
+    assert checks.connection_check(connection_id=connection.pk) is None
+    after = ExchangeConnection.objects.get(pk=connection.pk)
+    assert after.claimed_until is None  # free for the next sweep at once
+    assert (after.status, after.last_checked_at, after.total_usdt) == (
+        before.status,
+        before.last_checked_at,
+        before.total_usdt,
+    )

@@ -1,0 +1,125 @@
+"""The HTX gate: a global cap on requests in flight and HTX's per-scope limits, in real Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import redis
+
+from exchanges.htx.client import HtxClient
+from exchanges.htx.errors import ErrorKind, HtxError
+from exchanges.htx.gate import LIMITS, SAFETY, Gate, GateUnavailable, group_of
+from tests.conftest import demo_key
+
+GOOD = demo_key("demo: good key")
+
+
+@pytest.fixture
+def gate():
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    prefix = f"test:gate:{os.getpid()}:{time.monotonic_ns()}"
+    yield Gate(client, cap=3, lease_seconds=5, max_wait_seconds=5, prefix=prefix)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_endpoints_fall_into_htx_limit_groups():
+    assert group_of("/v1/account/accounts") == "accounts"
+    assert group_of("/v1/account/accounts/123/balance") == "balance"
+    assert group_of("/v2/user/api-key") == "api-key"
+    assert group_of("/market/tickers") == "tickers"
+    assert group_of("/v1/order/orders") == "other"
+
+
+def test_the_cap_is_never_exceeded_by_many_threads(gate):
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def call(n: int) -> None:
+        with gate.slot("/v1/account/accounts", f"uid:{n}"):
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            time.sleep(0.02)
+            with lock:
+                in_flight[0] -= 1
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == gate.cap, f"peak {peak[0]} with cap {gate.cap}"
+    assert gate.in_flight() == 0
+
+
+def test_a_slot_held_by_a_dead_worker_is_freed_when_its_lease_ends(gate):
+    gate.lease_seconds = 0.2
+    holders = [gate.slot("/v2/user/uid", f"uid:{n}") for n in range(gate.cap)]
+    for holder in holders:
+        holder.__enter__()  # and never left, as if the process had been killed
+    assert gate.in_flight() == gate.cap
+    started = time.monotonic()
+    with gate.slot("/v2/user/uid", "uid:99"):
+        waited = time.monotonic() - started
+    assert 0.1 < waited < 2, waited
+
+
+def test_a_full_cap_that_does_not_free_up_is_a_transient_rate_limit(gate):
+    gate.max_wait_seconds = 0.2
+    holders = [gate.slot("/v2/user/uid", f"uid:{n}") for n in range(gate.cap)]
+    for holder in holders:
+        holder.__enter__()
+    with pytest.raises(HtxError) as caught, gate.slot("/v2/user/uid", "uid:99"):
+        pass
+    assert caught.value.kind == ErrorKind.RATE_LIMITED and not caught.value.permanent
+    for holder in holders:
+        holder.__exit__(None, None, None)
+
+
+def test_one_scope_gets_its_share_of_an_htx_limit_per_window_and_waits_for_the_next(gate):
+    gate.cap = 100
+    limit, window_ms = LIMITS["api-key"]
+    allowed = int(limit * SAFETY)
+    started = time.monotonic()
+    for _ in range(allowed):
+        with gate.slot("/v2/user/api-key", "uid:1"):
+            pass
+    assert time.monotonic() - started < window_ms / 1000 / 2
+    with gate.slot("/v2/user/api-key", "uid:2"):  # another UID has its own budget
+        pass
+    with gate.slot("/v2/user/api-key", "uid:1"):  # this one waits for its window to move on
+        pass
+    assert time.monotonic() - started >= window_ms / 1000 * 0.9
+
+
+def test_a_wait_longer_than_allowed_is_a_transient_rate_limit(gate):
+    gate.cap, gate.max_limit_wait_ms = 100, 50
+    limit, _ = LIMITS["uid"]
+    for _ in range(int(limit * SAFETY)):
+        with gate.slot("/v2/user/uid", "uid:1"):
+            pass
+    with pytest.raises(HtxError) as caught, gate.slot("/v2/user/uid", "uid:1"):
+        pass
+    assert caught.value.kind == ErrorKind.RATE_LIMITED
+
+
+def test_without_redis_nothing_is_sent(sandbox):
+    dead = Gate(redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.5), cap=5, lease_seconds=5)
+    client = HtxClient(sandbox.url, access_key=GOOD[0], secret_key=GOOD[1], gate=dead)
+    sandbox.stats.reset()
+    with pytest.raises(GateUnavailable):
+        client.accounts()
+    assert sandbox.stats.snapshot()["requests"] == 0
+
+
+def test_the_client_asks_the_gate_before_every_call(sandbox, gate):
+    client = HtxClient(sandbox.url, access_key=GOOD[0], secret_key=GOOD[1], gate=gate, scope="uid:63628520")
+    client.sync_clock()
+    client.accounts()
+    keys = {key.decode() for key in gate.client.scan_iter(f"{gate.prefix}:rate:*")}
+    assert keys == {f"{gate.prefix}:rate:ip:timestamp", f"{gate.prefix}:rate:uid:63628520:accounts"}
+    assert client.calls == 2
