@@ -88,14 +88,16 @@ _CHECK_FIELDS = [
     "last_refreshed_at",
     "last_error_at",
     "last_checked_at",
-    "access_key",
-    "secret_key",
-    "access_key_fingerprint",
-    "access_key_head",
-    "access_key_tail",
     "replacement_error",
     "updated_at",
 ]
+# Written only when a check destroys the key (a refused or withdraw-enabled key): rewriting
+# the encrypted key on every refresh would cost two encryptions and a larger UPDATE for nothing.
+_KEY_FIELDS = ["access_key", "secret_key", "access_key_fingerprint", "access_key_head", "access_key_tail"]
+
+
+def _fields_to_save(connection: ExchangeConnection) -> list[str]:
+    return _CHECK_FIELDS + _KEY_FIELDS if getattr(connection, "keys_destroyed", False) else _CHECK_FIELDS
 
 
 # --- Checking a key ----------------------------------------------------------------------------
@@ -377,16 +379,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             )
     except IntegrityError:  # the same key was connected elsewhere meanwhile
         return _refuse_replacement(connection, "This key was connected to another connection meanwhile.")
-    connection.refresh_from_db(
-        fields=[
-            "access_key",
-            "secret_key",
-            "access_key_fingerprint",
-            "access_key_head",
-            "access_key_tail",
-            *PENDING_KEY_FIELDS,
-        ]
-    )
+    connection.refresh_from_db(fields=[*_KEY_FIELDS, *PENDING_KEY_FIELDS])
     security_log(
         user=connection.owner,
         kind=SecurityEvent.Kind.KEY_REPLACED,
@@ -447,6 +440,7 @@ def _set_status(connection: ExchangeConnection, status: str, message: str) -> No
 
 
 def _destroy_keys(connection: ExchangeConnection) -> None:
+    connection.keys_destroyed = True  # not a field: tells the save to write the key fields
     connection.access_key = None
     connection.secret_key = None
     connection.access_key_fingerprint = None
@@ -524,7 +518,7 @@ def _record_key(
                 connection.next_check_at = None
             else:
                 _after_refusal(connection)
-        connection.save(update_fields=_CHECK_FIELDS)
+        connection.save(update_fields=_fields_to_save(connection))
     return status
 
 
@@ -546,7 +540,7 @@ def _record_failure(connection: ExchangeConnection, error: HtxError) -> str | No
             delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
             connection.attempts += 1
             connection.next_check_at = _next_check(connection, delay)
-        connection.save(update_fields=_CHECK_FIELDS)
+        connection.save(update_fields=_fields_to_save(connection))
     return connection.status
 
 

@@ -16,8 +16,8 @@ def unused_broker_url() -> str:
 def _use(url: str) -> None:
     from bitsgap_clone.celery import app
 
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Dropped, not closed: kombu keeps one pool per broker URL for the whole process, and the
+    # previous URL's pool is taken up again on the way back.
     app._pool = None  # rebuilt from broker_url on next use
     app.amqp._producer_pool = None
     app.conf.broker_url = url

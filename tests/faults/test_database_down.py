@@ -168,3 +168,17 @@ def test_thirty_seconds_without_the_database_loses_nothing(cluster, own_broker, 
     # Checks that hit the outage were retried, with growing pauses rather than in a hot loop.
     assert retries and max(retries) > min(retries) and len(retries) <= 10 * N, counts
     assert after.status_code == 200 and after.text.count('data-status="connected"') == N, after.text[:500]
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_missing_postgresql_skips_on_a_developer_machine_and_fails_in_ci(monkeypatch, required):
+    from . import _pgcluster
+
+    monkeypatch.setattr(_pgcluster, "_bin_dir", lambda: None)
+    if required:
+        monkeypatch.setenv("REQUIRE_POSTGRES", "1")
+    else:
+        monkeypatch.delenv("REQUIRE_POSTGRES", raising=False)
+    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(outcome, match="PostgreSQL binaries not found"):
+        PgCluster()
