@@ -121,7 +121,10 @@ def _claim(connection_id: int) -> ExchangeConnection | None:
         return None
     connection = ExchangeConnection.objects.select_related("owner").get(pk=connection_id)
     connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
-    connection.claimed_at = now  # not a field: when this check started
+    # Not a field: the last "Refresh now" this check covers. A later one, seen when the result
+    # is written, makes the next check due at once. Comparing values rather than times means the
+    # web's and the worker's clocks never need to agree.
+    connection.refresh_seen = connection.refresh_requested_at
     return connection
 
 
@@ -142,8 +145,8 @@ def _still_ours(connection: ExchangeConnection) -> bool:
 
 def _next_check(connection: ExchangeConnection, seconds: float) -> datetime:
     """When to check again; at once if the user asked for a refresh while this check ran."""
-    claimed_at = getattr(connection, "claimed_at", None)
-    if claimed_at and connection.refresh_requested_at and connection.refresh_requested_at > claimed_at:
+    seen = getattr(connection, "refresh_seen", connection.refresh_requested_at)
+    if connection.refresh_requested_at != seen:
         return timezone.now()
     return _later(seconds)
 

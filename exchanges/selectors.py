@@ -44,6 +44,12 @@ def connections_due_for_check() -> list[int]:
     )
 
 
+def connections_submitted_recently(user) -> int:
+    """Connections this user created in the last hour (the connect limit while Redis is down)."""
+    since = timezone.now() - timedelta(hours=1)
+    return ExchangeConnection.objects.filter(owner=user, created_at__gte=since).count()
+
+
 # --- My Exchanges and the detail page ---------------------------------------------------------
 
 WORKING = (Status.CONNECTED, Status.TEMPORARY)  # statuses whose (last good) balance counts

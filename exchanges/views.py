@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from datetime import timedelta
 from functools import wraps
 
@@ -19,11 +20,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from redis import RedisError
 
 from . import charts, selectors, services
 from .explain import explain
 from .forms import HtxConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Exchange, Status
+
+logger = logging.getLogger(__name__)
 
 MODAL_BODY = "modal-body"
 
@@ -56,10 +60,19 @@ def sensitive_action(view):
 
 def _connect_rate_limited(request: HttpRequest) -> bool:
     """Each key submission costs one of the user's and the IP's connect attempts, so this site
-    cannot be used to test stolen keys against HTX (ACCOUNT_RATE_LIMITS["connect_key"])."""
-    return not ratelimit.consume(request, action="connect_key", user=request.user)
+    cannot be used to test stolen keys against HTX (ACCOUNT_RATE_LIMITS["connect_key"]).
+
+    The counters live in Redis. While Redis is down the submission is still taken (it is
+    verified once Redis is back, and the user is told so), within a limit counted in the
+    database instead: the keys this user submitted in the last hour."""
+    try:
+        return not ratelimit.consume(request, action="connect_key", user=request.user)
+    except RedisError:
+        logger.warning("Rate-limit store unavailable; connect limited by the database count")
+        return selectors.connections_submitted_recently(request.user) >= CONNECT_LIMIT_WITHOUT_REDIS
 
 
+CONNECT_LIMIT_WITHOUT_REDIS = 10  # per user per hour, the user part of "connect_key"
 CONNECT_LIMIT_MESSAGE = "Too many keys tried from this account or address. Wait an hour and try again."
 # (sort key, heading, numeric) of the holdings table; keys are selectors.HOLDING_SORTS.
 HOLDING_COLUMNS = [

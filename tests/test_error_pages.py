@@ -54,3 +54,12 @@ def test_any_other_error_stays_a_plain_500(alice_client, monkeypatch):
     response = alice_client.get(reverse("exchanges:connection-list"))
     assert response.status_code == 500
     assert "Retry-After" not in response
+
+
+def test_redis_unreachable_gives_the_503_page_too(alice_client, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from exchanges import views
+
+    monkeypatch.setattr(views.selectors, "portfolio_for_user", _fail(RedisConnectionError))
+    _assert_friendly_503(alice_client.get(reverse("exchanges:connection-list")))

@@ -3,6 +3,8 @@ UID not asked again, tickers shared, batches, and the HTX gate in front of every
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import redis
 from django.utils import timezone
@@ -50,7 +52,9 @@ def test_a_refresh_of_a_known_key_costs_htx_three_requests(sandbox, alice):
 
 def test_the_clock_is_measured_once_per_process_and_again_after_htx_refuses_a_timestamp(sandbox, alice):
     first = _connected(alice, sandbox)
-    sandbox.clock_offset_ms = 600_000  # beyond HTX's 5 minutes: HTX's clock moves: our cached offset is now wrong
+    sandbox.clock_offset_ms = (
+        600_000  # beyond HTX's 5 minutes: HTX's clock moves: our cached offset is now wrong
+    )
     _make_due(first.pk)
     assert checks.connection_check(connection_id=first.pk) == Status.TEMPORARY  # refused once
     _make_due(first.pk)
@@ -106,3 +110,18 @@ def test_without_redis_a_check_lets_go_of_the_row_and_records_nothing(sandbox, a
         before.last_checked_at,
         before.total_usdt,
     )
+
+
+def test_a_refresh_asked_by_a_web_server_whose_clock_is_ahead_is_done_once(sandbox, alice):
+    """The web's clock 10 minutes ahead of the worker's: its "Refresh now" is served once, not
+    again at every sweep for 10 minutes (checks compare the request, not clocks)."""
+    connection = _connected(alice, sandbox)
+    ahead = timezone.now() + timedelta(minutes=10)
+    ExchangeConnection.objects.filter(pk=connection.pk).update(
+        refresh_requested_at=ahead, next_check_at=ahead
+    )
+    _make_due(connection.pk)
+    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.next_check_at > timezone.now() + timedelta(minutes=4)
+    assert checks.connection_check(connection_id=connection.pk) is None  # not due again

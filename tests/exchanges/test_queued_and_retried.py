@@ -51,6 +51,39 @@ def test_connect_with_the_broker_down_says_verification_is_queued(client, alice)
     assert "Verification queued: it starts automatically once our background service is back" in row
 
 
+@pytest.mark.django_db(transaction=True)
+def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_limit(
+    client, alice, settings
+):
+    """Broker and cache down together: the connect limit cannot be counted in Redis, so the
+    submission is taken (and shown as queued) up to the per-user limit counted in the database."""
+    from exchanges import views
+
+    down = unused_broker_url()
+    client.force_login(alice)  # the session lives in the database
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": down,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    bodies = []
+    with web_broker(down):
+        for n in range(views.CONNECT_LIMIT_WITHOUT_REDIS + 1):
+            key = f"{KEY[:-5]}{n:05d}"
+            response = client.post(
+                reverse("exchanges:connection-add-htx"),
+                {"label": "", "access_key": key, "secret_key": SECRET},
+                **HTMX,
+            )
+            assert response.status_code == 200
+            bodies.append(response.content.decode())
+    assert all(QUEUED in body for body in bodies[:-1])
+    assert views.CONNECT_LIMIT_MESSAGE in bodies[-1]
+    assert ExchangeConnection.objects.filter(owner=alice).count() == views.CONNECT_LIMIT_WITHOUT_REDIS
+
+
 @pytest.mark.django_db
 def test_a_submission_being_checked_is_not_shown_as_queued(client, alice):
     now = timezone.now()
