@@ -94,7 +94,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Connections are kept for a minute between requests and tasks rather than opened for each
+# (a new PostgreSQL connection costs the server a process), and checked before reuse, so a
+# database restart costs one failed check, not a broken pool. Each web or worker thread holds one.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so worker processes started by the tests share the test database.
     # Named per process so two test runs on one checkout do not share it.

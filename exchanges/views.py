@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from redis import RedisError
@@ -370,6 +371,16 @@ def connection_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("exchanges:connection-list")
 
 
+def _verification_poll_delay(connection) -> str:
+    """A worker usually checks a key in well under a second: look again soon at first, then
+    every second, and every 5 s while HTX is being retried or no worker has the key yet."""
+    if connection.status == Status.TEMPORARY or connection.awaiting_worker:
+        return "5s"
+    if timezone.now() - connection.updated_at < timedelta(seconds=3):
+        return "250ms"
+    return "1s"
+
+
 def _verification_response(request: HttpRequest, connection) -> HttpResponse:
     done = connection.status not in (Status.VERIFYING, Status.TEMPORARY)
     context = {
@@ -380,6 +391,7 @@ def _verification_response(request: HttpRequest, connection) -> HttpResponse:
         if not done or connection.status == Status.CONNECTED
         else HtxConnectionForm(initial={"label": connection.label}),
         "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
+        "poll_delay": _verification_poll_delay(connection),
     }
     response = _render_modal(request, "exchanges/connection_verification_modal.html", context)
     if request.htmx and done:
