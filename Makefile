@@ -45,6 +45,8 @@ bench: install-dev
 	$(BIN)/python bench/ccxt_compare.py
 	$(BIN)/python bench/page_load.py
 	$(BIN)/python bench/connect_latency.py
+	$(BIN)/python bench/refresh_scale.py
+	$(BIN)/python bench/refresh_scale.py --batch 20
 
 clean:
-	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule*
+	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule* .bench-logs
