@@ -521,7 +521,9 @@ def main() -> None:
             else "python http.client threads" + ("" if WRK.exists() else " (wrk not installed)"),
         )
         figure("cores", cores(), "cores")
-        figure("conn_max_age", os.environ.get("CONN_MAX_AGE", "0 (default)"), "s")
+        from django.conf import settings as django_settings
+
+        figure("conn_max_age", django_settings.DATABASES["default"]["CONN_MAX_AGE"], "s")
 
         # Every user's page answers 200 before anything is timed.
         check = python_load(port, page_targets[:1] + fragment_targets[:1], 1, 1.0, 0.0)
