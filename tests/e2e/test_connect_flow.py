@@ -133,3 +133,25 @@ def test_the_connect_page_opened_directly_works_with_javascript_on(page, live_se
     page.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible(timeout=30_000)
     expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text("Connected")
+
+
+def test_with_the_broker_down_the_dialog_says_queued_and_connects_once_it_is_back(
+    page, live_server, celery_worker_process, settings, screenshot
+):
+    """Scenario 7 as the user sees it: Connect while the web cannot reach the broker."""
+    from exchanges.tasks import queue_due_checks
+    from tests.faults._broker import unused_broker_url, web_broker
+
+    _sign_up(page, live_server.url, "queued@example.com")
+    _open_htx_form(page)
+    dialog = page.locator("dialog.modal")
+    dialog.get_by_label("API Key").fill(GOOD[0])
+    dialog.get_by_label("Secret Key").fill(GOOD[1])
+    with web_broker(unused_broker_url()):
+        dialog.get_by_role("button", name="Connect").click()
+        expect(dialog.get_by_test_id("queued")).to_contain_text("Verification is queued")
+        screenshot(page, "17-verification-queued")
+    settings.VERIFY_STALE_SECONDS = 0
+    assert queue_due_checks() == 1  # beat's sweeper, once the broker is back
+    expect(dialog).to_have_count(0, timeout=30_000)  # closed by itself on Connected
+    expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text("Connected")
