@@ -329,11 +329,12 @@ def connection_check(*, connection_id: int) -> str | None:
             )
             status, kind = _status_from_key(report.info)
             balances = _read_balances(client, report.accounts) if status == Status.CONNECTED else None
-    except GateUnavailable:
-        # Redis (our broker too) did not answer: nothing was asked of HTX, so nothing is known.
-        # Let go of the row at once; the sweeper queues it again.
+    except (GateUnavailable, redis.RedisError):
+        # Redis (our broker too) did not answer, or every slot to HTX stayed taken: HTX was not
+        # asked, so nothing is known about the key. Let go of the row at once (its status stays
+        # as it was); the sweeper queues it again.
         _release(connection)
-        logger.warning("HTX admission unavailable; connection %s left for the next sweep", connection.pk)
+        logger.warning("No admission to HTX; connection %s left for the next sweep", connection.pk)
         return None
     except HtxError as error:
         # A swapped pair is not probed by trying it the other way round: when the API Key is
@@ -354,7 +355,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             if connection.htx_uid is None or report.uid != connection.htx_uid:
                 return _refuse_replacement(connection, _other_account(connection.htx_uid, report.uid))
             balances = _read_balances(client, report.accounts)
-    except GateUnavailable:
+    except (GateUnavailable, redis.RedisError):
         _release(connection)
         return None
     except HtxError as error:

@@ -13,8 +13,10 @@ nothing to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import redis
 from celery import shared_task
 from django import db
 from django.conf import settings
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
     max_retries=10,
 )
 def check_connection(connection_id: int) -> str | None:
+    _unmark_queued([connection_id])
     return checks.connection_check(connection_id=connection_id)
 
 
@@ -50,19 +53,54 @@ def check_connection(connection_id: int) -> str | None:
 def check_connections(connection_ids: list[int]) -> list[str | None]:
     """Several checks in one message, one after the other (see CHECK_BATCH_SIZE). Retried as a
     whole: the checks already done are no longer due, so they are not repeated."""
+    _unmark_queued(connection_ids)
     return [checks.connection_check(connection_id=connection_id) for connection_id in connection_ids]
+
+
+# The sweeper marks what it sends, so a row still waiting in the queue (a wave longer than
+# SWEEP_SECONDS) is not sent again at every sweep. The mark goes when the check starts, and
+# lapses after the visibility timeout, by which time the broker has redelivered or lost the
+# message; a Redis restart loses marks and messages together, so both are sent again.
+QUEUED_MARK = "exchanges:queued:{}"
+_redis: redis.Redis | None = None
+
+
+def _marks() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    return _redis
+
+
+def _mark_queued(ids: list[int]) -> list[int]:
+    """The ids not already waiting in the queue, now marked as sent."""
+    ttl = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    pipe = _marks().pipeline(transaction=False)
+    for connection_id in ids:
+        pipe.set(QUEUED_MARK.format(connection_id), 1, nx=True, ex=ttl)
+    return [connection_id for connection_id, fresh in zip(ids, pipe.execute(), strict=True) if fresh]
+
+
+def _unmark_queued(ids: list[int]) -> None:
+    with contextlib.suppress(redis.RedisError):  # if Redis is gone, the mark lapses by itself
+        _marks().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
 
 
 @shared_task(ignore_result=True)
 def queue_due_checks() -> int:
-    ids = selectors.connections_due_for_check()
-    size = settings.CHECK_BATCH_SIZE
-    if size <= 1:
-        for connection_id in ids:
-            check_connection.delay(connection_id)
-    else:
-        for start in range(0, len(ids), size):
-            check_connections.delay(ids[start : start + size])
+    """Send what is due (see selectors.connections_due_for_check) and not already queued."""
+    ids = _mark_queued(selectors.connections_due_for_check())
+    size = max(settings.CHECK_BATCH_SIZE, 1)
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        try:
+            if size == 1:
+                check_connection.delay(batch[0])
+            else:
+                check_connections.delay(batch)
+        except Exception:
+            _unmark_queued(ids[start:])  # not sent: the next sweep sends them
+            raise
     return len(ids)
 
 

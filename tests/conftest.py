@@ -79,7 +79,7 @@ def _fresh_htx_state():
     cache.delete(checks.TICKERS_CACHE_KEY)
     checks.forget_process_state()
     gate = checks.htx_gate()
-    keys = list(gate.client.scan_iter(f"{gate.prefix}:*"))
+    keys = [*gate.client.scan_iter(f"{gate.prefix}:*"), *gate.client.scan_iter("exchanges:queued:*")]
     if keys:
         gate.client.delete(*keys)
 

@@ -178,25 +178,12 @@ class HtxClient:
     # Transport --------------------------------------------------------------------------
 
     def _get(self, path: str, params: dict[str, str] | None = None, *, signed: bool = True) -> Any:
-        full_path = self._path_prefix + path
-        if signed:
-            if not self._access_key or not self._secret_key:
-                raise ValueError("signed HTX call without keys")
-            query = signing.signed_query(
-                method="GET",
-                host=self.host,
-                path=full_path,
-                access_key=self._access_key,
-                secret=self._secret_key,
-                timestamp=signing.htx_timestamp_at(time.time() + self.clock_offset_ms / 1000),
-                params=params,
-            )
-            self._respect_rate_limit(path)
-        else:
-            query = signing.canonical_query(params or {})
-        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        if signed and (not self._access_key or not self._secret_key):
+            raise ValueError("signed HTX call without keys")
         slot = self.gate.slot(path, self.scope if signed else "ip") if self.gate else nullcontext()
         with slot:
+            # Signed once admitted, so time spent waiting for a slot does not age the timestamp.
+            url = self._url(path, params, signed=signed)
             self.calls += 1
             try:
                 response = self.pool.get(url, timeout=self.timeout)
@@ -206,6 +193,22 @@ class HtxClient:
                 raise HtxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
         self._note_rate_limit(response)
         return _unwrap(response, path)
+
+    def _url(self, path: str, params: dict[str, str] | None, *, signed: bool) -> str:
+        if signed:
+            self._respect_rate_limit(path)
+            query = signing.signed_query(
+                method="GET",
+                host=self.host,
+                path=self._path_prefix + path,
+                access_key=self._access_key,
+                secret=self._secret_key,
+                timestamp=signing.htx_timestamp_at(time.time() + self.clock_offset_ms / 1000),
+                params=params,
+            )
+        else:
+            query = signing.canonical_query(params or {})
+        return f"{self.base_url}{path}" + (f"?{query}" if query else "")
 
     def _respect_rate_limit(self, path: str) -> None:
         """HTX said no calls are left in this window: wait for the next one if it is near,

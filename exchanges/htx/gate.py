@@ -27,8 +27,6 @@ from dataclasses import dataclass
 
 import redis
 
-from .errors import ErrorKind, HtxError
-
 # (limit, window in ms) per endpoint group, from htx-api.md §6 (DOCS21 and HTX's newer guards).
 LIMITS: dict[str, tuple[int, int]] = {
     "accounts": (100, 2000),  # E4, per UID
@@ -79,6 +77,12 @@ class GateUnavailable(Exception):
     """Redis could not be asked: the request is not sent (the cap is a promise, not a hint)."""
 
 
+class GateBusy(GateUnavailable):
+    """No slot within ``max_wait_seconds`` (the cap, or this scope's share of an HTX limit):
+    the request is not sent. Nothing is known about the key, so a check gives the row back
+    for a later sweep instead of reporting a status."""
+
+
 def group_of(path: str) -> str:
     group = _GROUP_BY_PATH.get(path)
     if group is None:
@@ -98,7 +102,6 @@ class Gate:
     cap: int
     lease_seconds: float
     max_wait_seconds: float = 20.0
-    max_limit_wait_ms: int = 2000
     prefix: str = "htx:gate"
 
     def __post_init__(self) -> None:
@@ -113,6 +116,7 @@ class Gate:
         args = (self.cap, int(self.lease_seconds * 1000), token, max(1, int(limit * SAFETY)), window)
         keys = (inflight, f"{self.prefix}:rate:{scope}:{group}")
         deadline = time.monotonic() + self.max_wait_seconds
+        pause = 0.002
         while True:
             try:
                 verdict = int(self._admit(keys=keys, args=args))
@@ -120,18 +124,19 @@ class Gate:
                 raise GateUnavailable(type(exc).__name__) from None
             if verdict == 0:
                 break
+            left = deadline - time.monotonic()
             if verdict > 0:
-                # This scope used its share of HTX's limit: wait for the window if it is near.
-                if verdict > self.max_limit_wait_ms:
-                    raise HtxError(ErrorKind.RATE_LIMITED, message="HTX request limit reached", path=path)
+                # This scope used its share of HTX's limit: wait for the window to move on.
+                if verdict / 1000 > left:
+                    raise GateBusy("this account's share of an HTX request limit is used up")
                 time.sleep(verdict / 1000)
             else:
-                # Every slot is taken: wait briefly (jittered, so waiters do not move in step).
-                if time.monotonic() > deadline:
-                    raise HtxError(
-                        ErrorKind.RATE_LIMITED, message="too many HTX requests in flight", path=path
-                    )
-                time.sleep(random.uniform(0.002, 0.012))
+                if left <= 0:
+                    raise GateBusy("too many HTX requests in flight")
+                # Every slot is taken: wait, longer each time (jittered, so waiters do not move
+                # in step and do not poll Redis hard while a wave holds every slot).
+                time.sleep(random.uniform(pause, 2 * pause))
+                pause = min(pause * 2, 0.1)
         try:
             yield
         finally:

@@ -14,6 +14,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,7 +35,17 @@ class Response:
 
 
 # Errors that mean a reused connection had been closed by the server while it sat idle.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
+_STALE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    http.client.BadStatusLine,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+# An idle connection older than this is not reused: a NAT or firewall on the way may have
+# dropped it silently, and finding out would cost a whole read timeout.
+MAX_IDLE_SECONDS = 30.0
 
 
 class HttpPool:
@@ -43,7 +54,8 @@ class HttpPool:
     def __init__(self, *, max_idle_per_host: int = 64, headers: dict[str, str] | None = None):
         self.max_idle_per_host = max_idle_per_host
         self.headers = dict(headers or {})
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        # Per host: (connection, when it was put back), most recent last.
+        self._idle: dict[tuple[str, str, int], list[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
 
@@ -81,7 +93,7 @@ class HttpPool:
         with self._lock:
             idle, self._idle = self._idle, {}
         for connections in idle.values():
-            for conn in connections:
+            for conn, _ in connections:
                 conn.close()
 
     def _send(self, conn: http.client.HTTPConnection, target: str, headers: dict[str, str]):
@@ -91,9 +103,19 @@ class HttpPool:
         return response
 
     def _checkout(self, key: tuple[str, str, int], timeout: tuple[float, float]):
+        stale = []
+        conn = None
         with self._lock:
-            idle = self._idle.get(key)
-            conn = idle.pop() if idle else None
+            idle = self._idle.get(key) or []
+            now = time.monotonic()
+            while idle and conn is None:
+                candidate, since = idle.pop()
+                if now - since <= MAX_IDLE_SECONDS:
+                    conn = candidate
+                else:
+                    stale.append(candidate)
+        for old in stale:
+            old.close()
         if conn is not None:
             conn.sock.settimeout(timeout[1])
             return conn, True
@@ -126,6 +148,6 @@ class HttpPool:
             with self._lock:
                 idle = self._idle.setdefault(key, [])
                 if len(idle) < self.max_idle_per_host:
-                    idle.append(conn)
+                    idle.append((conn, time.monotonic()))
                     return
         conn.close()

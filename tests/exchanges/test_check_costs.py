@@ -91,9 +91,33 @@ def test_the_sweeper_sends_batches_when_asked(alice, settings, monkeypatch):
     assert sorted(pk for batch in sent for pk in batch) == sorted(pks)
     assert [len(batch) for batch in sent] == [2, 2, 1]
     sent.clear()
+    assert tasks.queue_due_checks() == 0  # still waiting in the queue: not sent again
+    assert sent == []
+    tasks._unmark_queued(pks)  # as the checks do when they start
     settings.CHECK_BATCH_SIZE = 1
-    tasks.queue_due_checks()
+    assert tasks.queue_due_checks() == 5
     assert sorted(sent) == sorted(pks)
+
+
+def test_a_sweep_that_cannot_send_leaves_nothing_marked(alice, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    def broker_down(pk):
+        raise OperationalError("down")
+
+    monkeypatch.setattr(tasks.check_connection, "delay", broker_down)
+    ExchangeConnection.objects.create(
+        owner=alice,
+        access_key="k",
+        secret_key="s",
+        access_key_fingerprint="fp",
+        status=Status.CONNECTED,
+        next_check_at=timezone.now(),
+    )
+    with pytest.raises(OperationalError):
+        tasks.queue_due_checks()
+    monkeypatch.setattr(tasks.check_connection, "delay", lambda pk: None)
+    assert tasks.queue_due_checks() == 1  # sent at the next sweep
 
 
 def test_without_redis_a_check_lets_go_of_the_row_and_records_nothing(sandbox, alice, monkeypatch):
@@ -125,3 +149,18 @@ def test_a_refresh_asked_by_a_web_server_whose_clock_is_ahead_is_done_once(sandb
     connection.refresh_from_db()
     assert connection.next_check_at > timezone.now() + timedelta(minutes=4)
     assert checks.connection_check(connection_id=connection.pk) is None  # not due again
+
+
+def test_no_free_slot_to_htx_is_not_a_status(sandbox, alice, monkeypatch):
+    """Our own cap kept the check from HTX: the key's status and balance stay as they were (it
+    is not "HTX is rate-limiting you"), and the row is free for the next sweep."""
+    connection = _connected(alice, sandbox)
+    full = Gate(checks.htx_gate().client, cap=0, lease_seconds=5, max_wait_seconds=0.05, prefix="test:full")
+    monkeypatch.setattr(checks, "htx_gate", lambda: full)
+    _make_due(connection.pk)
+    sandbox.stats.reset()
+    assert checks.connection_check(connection_id=connection.pk) is None
+    after = ExchangeConnection.objects.get(pk=connection.pk)
+    assert (after.status, after.attempts, after.claimed_until) == (Status.CONNECTED, 0, None)
+    assert after.next_check_at <= timezone.now()  # still due: the next sweep sends it
+    assert sandbox.stats.snapshot()["requests"] == 0

@@ -10,8 +10,7 @@ import pytest
 import redis
 
 from exchanges.htx.client import HtxClient
-from exchanges.htx.errors import ErrorKind, HtxError
-from exchanges.htx.gate import LIMITS, SAFETY, Gate, GateUnavailable, group_of
+from exchanges.htx.gate import LIMITS, SAFETY, Gate, GateBusy, GateUnavailable, group_of
 from tests.conftest import demo_key
 
 GOOD = demo_key("demo: good key")
@@ -68,14 +67,13 @@ def test_a_slot_held_by_a_dead_worker_is_freed_when_its_lease_ends(gate):
     assert 0.1 < waited < 2, waited
 
 
-def test_a_full_cap_that_does_not_free_up_is_a_transient_rate_limit(gate):
+def test_a_full_cap_that_does_not_free_up_sends_nothing_and_says_busy(gate):
     gate.max_wait_seconds = 0.2
     holders = [gate.slot("/v2/user/uid", f"uid:{n}") for n in range(gate.cap)]
     for holder in holders:
         holder.__enter__()
-    with pytest.raises(HtxError) as caught, gate.slot("/v2/user/uid", "uid:99"):
-        pass
-    assert caught.value.kind == ErrorKind.RATE_LIMITED and not caught.value.permanent
+    with pytest.raises(GateBusy), gate.slot("/v2/user/uid", "uid:99"):
+        pytest.fail("admitted beyond the cap")
     for holder in holders:
         holder.__exit__(None, None, None)
 
@@ -96,15 +94,14 @@ def test_one_scope_gets_its_share_of_an_htx_limit_per_window_and_waits_for_the_n
     assert time.monotonic() - started >= window_ms / 1000 * 0.9
 
 
-def test_a_wait_longer_than_allowed_is_a_transient_rate_limit(gate):
-    gate.cap, gate.max_limit_wait_ms = 100, 50
+def test_a_scope_over_its_share_longer_than_the_wait_allowed_sends_nothing(gate):
+    gate.cap, gate.max_wait_seconds = 100, 0.1
     limit, _ = LIMITS["uid"]
     for _ in range(int(limit * SAFETY)):
         with gate.slot("/v2/user/uid", "uid:1"):
             pass
-    with pytest.raises(HtxError) as caught, gate.slot("/v2/user/uid", "uid:1"):
-        pass
-    assert caught.value.kind == ErrorKind.RATE_LIMITED
+    with pytest.raises(GateBusy), gate.slot("/v2/user/uid", "uid:1"):
+        pytest.fail("admitted beyond HTX's limit")
 
 
 def test_without_redis_nothing_is_sent(sandbox):

@@ -14,10 +14,10 @@ from exchanges.htx.transport import HttpPool, TransportError
 def test_connections_are_kept_alive_and_reused(sandbox):
     pool = HttpPool()
     first = pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2))
-    (idle,) = [conns[0] for conns in pool._idle.values()]
+    (idle,) = [conns[0][0] for conns in pool._idle.values()]
     second = pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2))
     assert first.status == second.status == 200
-    assert [conns[0] for conns in pool._idle.values()] == [idle]  # the same connection again
+    assert [conns[0][0] for conns in pool._idle.values()] == [idle]  # the same connection again
     pool.close()
 
 
@@ -73,3 +73,17 @@ def test_the_query_is_sent_exactly_as_given():
     server.close()
     assert response.body == b"{}"
     assert received[0].startswith(f"GET {target} HTTP/1.1\r\n".encode())
+
+
+def test_a_connection_idle_too_long_is_not_reused(sandbox, monkeypatch):
+    from exchanges.htx import transport
+
+    pool = HttpPool()
+    pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2))
+    (old,) = [conns[0][0] for conns in pool._idle.values()]
+    monkeypatch.setattr(transport, "MAX_IDLE_SECONDS", 0.0)
+    time.sleep(0.01)
+    assert pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2)).status == 200
+    (new,) = [conns[0][0] for conns in pool._idle.values()]
+    assert new is not old and old.sock is None  # closed, and a fresh one opened instead
+    pool.close()
