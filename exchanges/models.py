@@ -165,6 +165,12 @@ class ExchangeConnection(models.Model):
         return self.next_check_at is not None or self.updated_at < now - QUEUED_NOTICE_AFTER
 
     @property
+    def not_sent(self) -> bool:
+        """The broker refused this submission's check (services.connection_check_not_sent), as
+        opposed to a check that is queued behind others."""
+        return self.status == Status.VERIFYING and self.next_check_at is not None
+
+    @property
     def settled(self) -> bool:
         """Nothing in flight: no polling needed."""
         return self.status != Status.VERIFYING and not self.refreshing and not self.replacing

@@ -99,6 +99,8 @@ def test_a_submission_being_checked_is_not_shown_as_queued(client, alice):
     client.force_login(alice)
     body = client.get(reverse("exchanges:connection-verification", args=[fresh.pk])).content.decode()
     assert QUEUED in body
+    # Sent, but waiting behind other checks: busy workers, not a service that is down.
+    assert "Our workers are busy with other checks" in body and "not available" not in body
     assert not ExchangeConnection(status=Status.CONNECTED, next_check_at=now).awaiting_worker
 
 
