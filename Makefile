@@ -46,7 +46,7 @@ bench: install-dev
 	$(BIN)/python bench/page_load.py
 	$(BIN)/python bench/connect_latency.py
 	$(BIN)/python bench/refresh_scale.py
-	$(BIN)/python bench/refresh_scale.py --batch 20
+	$(BIN)/python bench/refresh_scale.py --batch 20 --concurrency 24
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule* .bench-logs
