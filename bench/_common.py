@@ -8,13 +8,15 @@ targets are met: the figures are the deliverable, not a pass/fail.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +94,52 @@ def stop_process(process, timeout: float = 10.0) -> None:
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def start_gunicorn(app: str, port: int, log_path: Path, *, workers: int, extra: Sequence[str] = ()):
+    """gunicorn serving `app` with `workers` sync workers on 127.0.0.1:port, its output in
+    `log_path`; waits until it listens (and prints the log's tail if it never does)."""
+    command = [python(), "-m", "gunicorn", app, *extra, "--workers", str(workers),
+               "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=60, process=process)
+    except RuntimeError:
+        sys.stderr.write(log_path.read_text(errors="replace")[-3000:])
+        stop_process(process)
+        raise
+    return process
+
+
+def serve_sandbox_until_told(conn, sandbox) -> None:
+    """In a child process: serve `sandbox` (bound, not started), send its URL through `conn`,
+    and stop when the parent says so or goes away."""
+    sandbox.start()
+    conn.send(sandbox.url)
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    finally:
+        sandbox.stop()
+
+
+@contextmanager
+def sandbox_process(target: Callable, *args, start_timeout: float = 120.0) -> Iterator[tuple[str, int]]:
+    """Run `target(conn, *args)` (which ends in serve_sandbox_until_told) in a spawned process, so
+    the sandbox's CPU is not counted as ours; yields (its URL, its pid)."""
+    context = multiprocessing.get_context("spawn")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=target, args=(child_end, *args), daemon=True)
+    child.start()
+    try:
+        if not parent_end.poll(start_timeout):
+            raise RuntimeError("the sandbox process did not start")
+        yield parent_end.recv(), child.pid
+    finally:
+        parent_end.send("stop")
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join(5)

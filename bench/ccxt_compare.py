@@ -21,7 +21,6 @@ Prints `name: value unit` lines and `target ...: MET|NOT MET` lines; exits 0 eit
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import ROOT, figure, median, note, python, target  # noqa: E402
+from _common import ROOT, figure, median, note, python, sandbox_process, serve_sandbox_until_told, target  # noqa: E402
 
 from exchanges.htx import signing  # noqa: E402
 
@@ -119,29 +118,24 @@ def bench_signing() -> dict[str, float]:
     exchange = ccxt.htx({"apiKey": SIGN_ACCESS_KEY, "secret": SIGN_SECRET})
     exchange.milliseconds = lambda: FIXED_MS  # a fixed clock: nonce() reads it
 
-    def ours() -> str:
+    def sign(timestamp: str) -> str:
         return signing.signed_query(
             method="GET",
             host=SIGN_HOST,
             path=SIGN_PATH,
             access_key=SIGN_ACCESS_KEY,
             secret=SIGN_SECRET,
-            timestamp=signing.htx_timestamp_at(FIXED_MS / 1000),
+            timestamp=timestamp,
             params=SIGN_PARAMS,
         )
 
     fixed_stamp = signing.htx_timestamp(FIXED_MOMENT)
 
+    def ours() -> str:
+        return sign(signing.htx_timestamp_at(FIXED_MS / 1000))
+
     def ours_query_only() -> str:
-        return signing.signed_query(
-            method="GET",
-            host=SIGN_HOST,
-            path=SIGN_PATH,
-            access_key=SIGN_ACCESS_KEY,
-            secret=SIGN_SECRET,
-            timestamp=fixed_stamp,
-            params=SIGN_PARAMS,
-        )
+        return sign(fixed_stamp)
 
     def theirs() -> dict:
         return exchange.sign(SIGN_PATH.lstrip("/"), ["spot", "private"], "GET", dict(SIGN_PARAMS))
@@ -173,14 +167,7 @@ def _serve_sandbox(conn) -> None:
 
     sandbox = HtxSandbox(load_accounts(), load_tickers()).bind()
     sandbox.rate_limit = 10**9  # HTX allows 100 per 2 s per UID; lift it to measure clients
-    sandbox.start()
-    conn.send(sandbox.url)
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    finally:
-        sandbox.stop()
+    serve_sandbox_until_told(conn, sandbox)
 
 
 def _cpu_per_call_ms(call, n: int) -> tuple[float, float]:
@@ -200,14 +187,7 @@ def bench_balance(n: int, rounds: int = 3) -> dict[str, float]:
     access_key = next(k for k, v in accounts.items() if v["note"].startswith("demo: good key"))
     secret = accounts[access_key]["secret"]
 
-    context = multiprocessing.get_context("spawn")
-    parent_end, child_end = context.Pipe()
-    server = context.Process(target=_serve_sandbox, args=(child_end,), daemon=True)
-    server.start()
-    try:
-        if not parent_end.poll(30):
-            raise RuntimeError("the sandbox process did not start")
-        url = parent_end.recv()
+    with sandbox_process(_serve_sandbox) as (url, _):
         netloc = urlsplit(url).netloc
 
         ours = HtxClient(url, access_key=access_key, secret_key=secret)
@@ -253,12 +233,6 @@ def bench_balance(n: int, rounds: int = 3) -> dict[str, float]:
                 wall[name].append(w)
         ours.close()
         exchange.session.close()
-    finally:
-        parent_end.send("stop")
-        server.join(10)
-        if server.is_alive():
-            server.kill()
-            server.join(5)
 
     out = {}
     for name in ("ours", "ccxt"):

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import ROOT, figure, free_port, note, percentile, python, stop_process, target, wait_for_port  # noqa: E402
+from _common import ROOT, figure, free_port, note, percentile, python, start_gunicorn, stop_process, target  # noqa: E402
 from page_load import cleanup_shared_database, configure_environment, login_sessions, migrate, seed_user  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -63,32 +63,6 @@ PROBE = """() => {
   new MutationObserver(check).observe(
     document.documentElement, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
-
-
-def start_gunicorn(port: int, log_path: Path) -> subprocess.Popen:
-    command = [
-        python(),
-        "-m",
-        "gunicorn",
-        "_static_wsgi:application",
-        "--pythonpath",
-        str(ROOT / "bench"),
-        "--workers",
-        str(WORKERS),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=60, process=process)
-    except RuntimeError:
-        sys.stderr.write(log_path.read_text(errors="replace")[-3000:])
-        stop_process(process)
-        raise
-    return process
 
 
 def start_worker(log_path: Path) -> subprocess.Popen:
@@ -207,7 +181,13 @@ def main() -> None:
 
         worker = start_worker(tmpdir / "worker.log")
         port = free_port()
-        server = start_gunicorn(port, tmpdir / "server.log")
+        server = start_gunicorn(
+            "_static_wsgi:application",
+            port,
+            tmpdir / "server.log",
+            workers=WORKERS,
+            extra=["--pythonpath", str(ROOT / "bench")],
+        )
         base = f"http://127.0.0.1:{port}"
         figure("database", connection.vendor)
         figure("server", f"gunicorn, {WORKERS} sync workers, DEBUG off")

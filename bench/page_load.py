@@ -7,9 +7,7 @@ Run from the repository root: .venv/bin/python bench/page_load.py [--duration S]
    200 users x 25 connections, each Connected with a latest snapshot of 40 balance lines.
 2. SQL queries per page, in this process with Django's test client, for users with 0, 1 and 50
    connections (and for the status fragment).
-3. The site is served with gunicorn (2 sync workers, DEBUG off). If gunicorn is not installed
-   the script says so and falls back to `manage.py runserver --noreload` (one threaded process):
-   those figures are labelled `server: runserver` and do not measure the production setup.
+3. The site is served with gunicorn (2 sync workers, DEBUG off), as in production.
 4. Users are logged in by creating their sessions directly (SessionStore + auth keys); this
    process then loads /exchanges/ and /exchanges/<id>/row/ (the status fragment, as htmx polls
    it) with their cookies, round-robin over all users: with `wrk` when /usr/bin/wrk exists
@@ -45,12 +43,11 @@ from _common import (  # noqa: E402
     cores,
     figure,
     free_port,
-    note,
     percentile,
     python,
+    start_gunicorn,
     stop_process,
     target,
-    wait_for_port,
 )
 
 WRK = Path("/usr/bin/wrk")
@@ -229,36 +226,10 @@ def login_sessions(users) -> list[str]:
 
 
 def start_server(port: int, log_path: Path) -> tuple[subprocess.Popen, str]:
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        note("gunicorn is NOT installed (not in requirements): falling back to runserver --noreload")
-        note("runserver figures are one threaded process, not 2 gunicorn workers: not the target setup")
-        kind = "runserver"
-        command = [python(), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    else:
-        kind = f"gunicorn {gunicorn.__version__}"
-        command = [
-            python(),
-            "-m",
-            "gunicorn",
-            "bitsgap_clone.wsgi:application",
-            "--workers",
-            str(WORKERS),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=60, process=process)
-    except RuntimeError:
-        sys.stderr.write(log_path.read_text(errors="replace")[-3000:])
-        stop_process(process)
-        raise
-    return process, kind
+    import gunicorn
+
+    process = start_gunicorn("bitsgap_clone.wsgi:application", port, log_path, workers=WORKERS)
+    return process, f"gunicorn {gunicorn.__version__}"
 
 
 def server_cpu_seconds(pid: int) -> float | None:
@@ -513,7 +484,7 @@ def main() -> None:
         port = free_port()
         server, kind = start_server(port, tmpdir / "server.log")
         figure("server", kind)
-        figure("server_workers", WORKERS if kind.startswith("gunicorn") else 1, "processes")
+        figure("server_workers", WORKERS, "processes")
         figure(
             "load_generator",
             "wrk"
@@ -538,8 +509,6 @@ def main() -> None:
             "fragment", server, port, fragment_targets, levels, args.duration, args.warmup, tmpdir, use_wrk
         )
 
-        if not kind.startswith("gunicorn"):
-            note("the figures below are from runserver, not gunicorn with 2 workers")
         best = pick(page, PAGE_P95_MS_MAX)
         figure("page_target_level", f"c{best.concurrency}")
         target("page_req_per_s_per_core", best.rps / cores(), PAGE_RPS_PER_CORE_MIN, at_least=True, digits=1)

@@ -24,8 +24,8 @@ busiest per-UID window per endpoint against HTX's limits (requests HTX would hav
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -35,7 +35,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import ROOT, cores, figure, note, python, stop_process, target  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    cores,
+    figure,
+    note,
+    python,
+    sandbox_process,
+    serve_sandbox_until_told,
+    stop_process,
+    target,
+)
 
 KEYS = 10_000
 TOTAL_SECONDS_MAX = 60.0
@@ -73,14 +83,7 @@ def _serve_sandbox(conn, keys: int, latency_ms: int) -> None:
 
     sandbox = HtxSandbox(dict(_account(i) for i in range(keys)), load_tickers()).bind()
     sandbox.faults.latency_ms = latency_ms
-    sandbox.start()
-    conn.send(sandbox.url)
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    finally:
-        sandbox.stop()
+    serve_sandbox_until_told(conn, sandbox)
 
 
 def _sandbox_stats(url: str, method: str = "GET") -> dict:
@@ -189,17 +192,12 @@ def main() -> None:
         return
 
     redis_process, redis_url = embedded_redis.start()
-    context = multiprocessing.get_context("spawn")
-    parent_end, child_end = context.Pipe()
-    sandbox = context.Process(
-        target=_serve_sandbox, args=(child_end, args.keys, args.latency_ms), daemon=True
-    )
-    sandbox.start()
+    sandbox = contextlib.ExitStack()
     workers: list = []
     try:
-        if not parent_end.poll(120):
-            raise RuntimeError("the sandbox process did not start")
-        sandbox_url = parent_end.recv()
+        sandbox_url, sandbox_pid = sandbox.enter_context(
+            sandbox_process(_serve_sandbox, args.keys, args.latency_ms)
+        )
         env = {
             **os.environ,
             "DEBUG": "0",
@@ -242,7 +240,7 @@ def main() -> None:
                 raise RuntimeError("a worker did not start; see .bench-logs/")
         _sandbox_stats(sandbox_url, "DELETE")
         cpu_before = sum(_cpu_seconds(w.pid) for w in workers)
-        sandbox_before, machine_before = _cpu_seconds(sandbox.pid), _machine_cpu_seconds()
+        sandbox_before, machine_before = _cpu_seconds(sandbox_pid), _machine_cpu_seconds()
 
         from django.utils import timezone
 
@@ -260,7 +258,7 @@ def main() -> None:
             time.sleep(0.25)
         total_s = time.perf_counter() - t0
         cpu_after = sum(_cpu_seconds(w.pid) for w in workers)
-        sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_before
+        sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_before
         machine_cpu = _machine_cpu_seconds() - machine_before
         stats = _sandbox_stats(sandbox_url)
         not_connected = ExchangeConnection.objects.exclude(status=Status.CONNECTED).count()
@@ -297,10 +295,7 @@ def main() -> None:
     finally:
         for worker in workers:
             stop_process(worker, timeout=20)
-        parent_end.send("stop")
-        sandbox.join(10)
-        if sandbox.is_alive():
-            sandbox.kill()
+        sandbox.close()
         redis_process.terminate()
         redis_process.wait(10)
         try:
