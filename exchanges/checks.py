@@ -151,17 +151,29 @@ def _next_check(connection: ExchangeConnection, seconds: float) -> datetime:
     return _later(seconds)
 
 
+_redis: redis.Redis | None = None
 _gate: Gate | None = None
-_gate_lock = threading.Lock()
+_shared_lock = threading.Lock()
+
+
+def redis_client() -> redis.Redis:
+    """This process's client for the project's Redis (its connection pool is thread-safe), for
+    what the Django cache does not offer: the HTX gate's script, the sweeper's marks."""
+    global _redis
+    with _shared_lock:
+        if _redis is None:
+            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        return _redis
 
 
 def htx_gate() -> Gate:
     """This process's admission to HTX: the global cap and HTX's limits, kept in Redis."""
     global _gate
-    with _gate_lock:
+    client = redis_client()
+    with _shared_lock:
         if _gate is None:
             _gate = Gate(
-                redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2),
+                client,
                 cap=settings.HTX_MAX_CONCURRENT_REQUESTS,
                 lease_seconds=sum(settings.HTX_TIMEOUT) + 5,
                 max_wait_seconds=settings.HTX_GATE_WAIT_SECONDS,

@@ -31,25 +31,22 @@ logger = logging.getLogger(__name__)
 # The database unreachable (a restart, a failover): the check is tried again after 1, 2, 4 ...
 # seconds (with jitter), at most a minute apart. A check still failing after that is queued
 # again by the sweeper, as is one whose claim was taken just before the database went away.
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(db.OperationalError, db.InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+CHECK_TASK_OPTIONS = {
+    "ignore_result": True,
+    "autoretry_for": (db.OperationalError, db.InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
+
+
+@shared_task(**CHECK_TASK_OPTIONS)
 def check_connection(connection_id: int) -> str | None:
     _unmark_queued([connection_id])
     return checks.connection_check(connection_id=connection_id)
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(db.OperationalError, db.InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(**CHECK_TASK_OPTIONS)
 def check_connections(connection_ids: list[int]) -> list[str | None]:
     """Several checks in one message, one after the other (see CHECK_BATCH_SIZE). Retried as a
     whole: the checks already done are no longer due, so they are not repeated."""
@@ -62,20 +59,12 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
 # lapses after the visibility timeout, by which time the broker has redelivered or lost the
 # message; a Redis restart loses marks and messages together, so both are sent again.
 QUEUED_MARK = "exchanges:queued:{}"
-_redis: redis.Redis | None = None
-
-
-def _marks() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    return _redis
 
 
 def _mark_queued(ids: list[int]) -> list[int]:
     """The ids not already waiting in the queue, now marked as sent."""
     ttl = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    pipe = _marks().pipeline(transaction=False)
+    pipe = checks.redis_client().pipeline(transaction=False)
     for connection_id in ids:
         pipe.set(QUEUED_MARK.format(connection_id), 1, nx=True, ex=ttl)
     return [connection_id for connection_id, fresh in zip(ids, pipe.execute(), strict=True) if fresh]
@@ -83,7 +72,7 @@ def _mark_queued(ids: list[int]) -> list[int]:
 
 def _unmark_queued(ids: list[int]) -> None:
     with contextlib.suppress(redis.RedisError):  # if Redis is gone, the mark lapses by itself
-        _marks().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
+        checks.redis_client().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
 
 
 @shared_task(ignore_result=True)
