@@ -44,9 +44,9 @@ def connections_due_for_check() -> list[int]:
     )
 
 
-def connections_submitted_recently(user) -> int:
-    """Connections this user created in the last hour (the connect limit while Redis is down)."""
-    since = timezone.now() - timedelta(hours=1)
+def connections_submitted_since(user, *, seconds: float) -> int:
+    """Connections this user created in the last `seconds` (the connect limit while Redis is down)."""
+    since = timezone.now() - timedelta(seconds=seconds)
     return ExchangeConnection.objects.filter(owner=user, created_at__gte=since).count()
 
 

@@ -11,6 +11,7 @@ from allauth.account.decorators import reauthentication_required
 # Internal to allauth (pinned in requirements): the same test its decorator uses.
 from allauth.account.internal.flows.reauthentication import is_reauthentication_required
 from allauth.core import ratelimit
+from allauth.core.internal.ratelimit import parse_rates
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import messages
@@ -64,16 +65,22 @@ def _connect_rate_limited(request: HttpRequest) -> bool:
     cannot be used to test stolen keys against HTX (ACCOUNT_RATE_LIMITS["connect_key"]).
 
     The counters live in Redis. While Redis is down the submission is still taken (it is
-    verified once Redis is back, and the user is told so), within a limit counted in the
-    database instead: the keys this user submitted in the last hour."""
+    verified once Redis is back, and the user is told so), within the per-user part of the same
+    limit counted in the database instead: the keys this user submitted in that period."""
     try:
         return not ratelimit.consume(request, action="connect_key", user=request.user)
     except RedisError:
         logger.warning("Rate-limit store unavailable; connect limited by the database count")
-        return selectors.connections_submitted_recently(request.user) >= CONNECT_LIMIT_WITHOUT_REDIS
+        amount, seconds = connect_limit_per_user()
+        return selectors.connections_submitted_since(request.user, seconds=seconds) >= amount
 
 
-CONNECT_LIMIT_WITHOUT_REDIS = 10  # per user per hour, the user part of "connect_key"
+def connect_limit_per_user() -> tuple[int, float]:
+    """(keys, seconds) of the per-user part of ACCOUNT_RATE_LIMITS["connect_key"]."""
+    rate = next(r for r in parse_rates(settings.ACCOUNT_RATE_LIMITS["connect_key"]) if r.per == "user")
+    return rate.amount, rate.duration
+
+
 CONNECT_LIMIT_MESSAGE = "Too many keys tried from this account or address. Wait an hour and try again."
 # (sort key, heading, numeric) of the holdings table; keys are selectors.HOLDING_SORTS.
 HOLDING_COLUMNS = [

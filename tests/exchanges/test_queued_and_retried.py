@@ -68,9 +68,11 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
+    limit, seconds = views.connect_limit_per_user()
+    assert (limit, seconds) == (10, 3600)  # "10/h/user"
     bodies = []
     with web_broker(down):
-        for n in range(views.CONNECT_LIMIT_WITHOUT_REDIS + 1):
+        for n in range(limit + 1):
             key = f"{KEY[:-5]}{n:05d}"
             response = client.post(
                 reverse("exchanges:connection-add-htx"),
@@ -81,7 +83,7 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
             bodies.append(response.content.decode())
     assert all(QUEUED in body for body in bodies[:-1])
     assert views.CONNECT_LIMIT_MESSAGE in bodies[-1]
-    assert ExchangeConnection.objects.filter(owner=alice).count() == views.CONNECT_LIMIT_WITHOUT_REDIS
+    assert ExchangeConnection.objects.filter(owner=alice).count() == limit
 
 
 @pytest.mark.django_db
