@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ROOT, figure, median, note, python, sandbox_process, serve_sandbox_until_told, target  # noqa: E402
 
-from exchanges.htx import signing  # noqa: E402
+from exchanges.venues.htx import signing  # noqa: E402
 
 # Targets from issue 6: ours / ccxt.
 IMPORT_RATIO_MAX = 0.4
@@ -58,7 +58,7 @@ CHILD = (
     "with open('/proc/self/status') as f:\n"
     "    print(next(line.split()[1] for line in f if line.startswith('VmHWM:')))"
 )
-IMPORTS = {"bare": "pass", "ours": "import exchanges.htx.client", "ccxt": "import ccxt"}
+IMPORTS = {"bare": "pass", "ours": "import exchanges.venues.htx.client", "ccxt": "import ccxt"}
 
 
 # --- (a) import time and RSS ------------------------------------------------------------------
@@ -163,7 +163,7 @@ def bench_signing() -> dict[str, float]:
 
 def _serve_sandbox(conn) -> None:
     """Child process: the HTX sandbox, HTX's rate limit lifted, until the parent says stop."""
-    from exchanges.htx.sandbox import HtxSandbox, load_accounts, load_tickers
+    from exchanges.venues.htx.sandbox import HtxSandbox, load_accounts, load_tickers
 
     sandbox = HtxSandbox(load_accounts(), load_tickers()).bind()
     sandbox.rate_limit = 10**9  # HTX allows 100 per 2 s per UID; lift it to measure clients
@@ -180,8 +180,8 @@ def _cpu_per_call_ms(call, n: int) -> tuple[float, float]:
 def bench_balance(n: int, rounds: int = 3) -> dict[str, float]:
     import ccxt
 
-    from exchanges.htx.client import HtxClient
-    from exchanges.htx.sandbox import load_accounts
+    from exchanges.venues.htx.client import HtxClient
+    from exchanges.venues.htx.sandbox import load_accounts
 
     accounts = load_accounts()
     access_key = next(k for k, v in accounts.items() if v["note"].startswith("demo: good key"))

@@ -154,7 +154,7 @@ def main() -> None:
     throwaway, redis_process = configure_environment(tmpdir)
     # Many connects from one user and one address: the bench is not what the limit is about.
     os.environ.update({"CONNECT_RATE_LIMIT": "100000/h/user,100000/h/ip", "BEHIND_TLS_PROXY": "0"})
-    from exchanges.htx.sandbox import HtxSandbox, load_accounts, load_tickers
+    from exchanges.venues.htx.sandbox import HtxSandbox, load_accounts, load_tickers
 
     accounts = load_accounts()
     good = next(a for a in accounts.values() if a.get("note", "").lower().startswith(GOOD_KEY_NOTE))

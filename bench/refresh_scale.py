@@ -79,7 +79,7 @@ def _account(i: int) -> tuple[str, dict]:
 
 def _serve_sandbox(conn, keys: int, latency_ms: int) -> None:
     """Child process: the sandbox with one key per connection and latency on every HTX call."""
-    from exchanges.htx.sandbox import HtxSandbox, load_tickers
+    from exchanges.venues.htx.sandbox import HtxSandbox, load_tickers
 
     sandbox = HtxSandbox(dict(_account(i) for i in range(keys)), load_tickers()).bind()
     sandbox.faults.latency_ms = latency_ms

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from exchanges.htx import signing  # noqa: E402
-from exchanges.htx.sandbox import HtxSandbox, load_accounts, load_tickers  # noqa: E402
+from exchanges.venues.htx import signing  # noqa: E402
+from exchanges.venues.htx.sandbox import HtxSandbox, load_accounts, load_tickers  # noqa: E402
 
 TARGET_MS = 1.0
 PATH = "/v1/account/accounts"

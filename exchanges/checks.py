@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from accounts.models import SecurityEvent
 from accounts.services import security_log
-from exchanges.htx.client import HtxClient
-from exchanges.htx.errors import ErrorKind, HtxError
-from exchanges.htx.gate import Gate, GateUnavailable
-from exchanges.htx.types import Account, ApiKeyInfo
+from exchanges.venues.htx.client import HtxClient
+from exchanges.venues.htx.errors import ErrorKind, HtxError
+from exchanges.venues.kit.gate import Gate, GateUnavailable
+from exchanges.venues.htx.types import Account, ApiKeyInfo
 
 from .explain import explain
 from .models import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from exchanges.htx.errors import ErrorKind
+from exchanges.venues.htx.errors import ErrorKind
 
 from .models import Status
 

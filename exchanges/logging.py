@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from exchanges.htx.client import redact
+from exchanges.venues.htx.client import redact
 
 
 class RedactSigningParams(logging.Filter):

@@ -66,7 +66,7 @@ class ExchangeConnection(models.Model):
     access_key_tail = models.CharField(max_length=4, blank=True, editable=False)
 
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.VERIFYING)
-    error_kind = models.CharField(max_length=32, blank=True)  # exchanges.htx.errors.ErrorKind
+    error_kind = models.CharField(max_length=32, blank=True)  # exchanges.venues.htx.errors.ErrorKind
     error_detail = models.TextField(blank=True)  # raw HTX code and message, never a secret
     # True once the key has verified successfully at least once.
     established = models.BooleanField(default=False)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from exchanges.htx.types import AccountBalance
+from exchanges.venues.htx.types import AccountBalance
 
 ZERO = Decimal(0)
 QUOTE = "usdt"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-from exchanges.htx.sandbox import HtxSandbox, load_accounts, load_tickers
+from exchanges.venues.htx.sandbox import HtxSandbox, load_accounts, load_tickers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ import redis
 from django.utils import timezone
 
 from exchanges import checks, services, tasks
-from exchanges.htx.gate import Gate
+from exchanges.venues.kit.gate import Gate
 from exchanges.models import ExchangeConnection, Status
 from tests.conftest import demo_key
 

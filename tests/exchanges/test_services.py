@@ -10,7 +10,7 @@ from django.db import connection as db
 from django.utils import timezone
 
 from exchanges import checks, selectors, services
-from exchanges.htx.sandbox import load_tickers
+from exchanges.venues.htx.sandbox import load_tickers
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.valuation import price_in_usdt
 from tests.conftest import demo_key

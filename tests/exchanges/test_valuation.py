@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from exchanges.htx.types import Account, AccountBalance, BalanceLine
+from exchanges.venues.htx.types import Account, AccountBalance, BalanceLine
 from exchanges.valuation import price_in_usdt, value_balances
 
 PRICES = {"btcusdt": D("60000"), "ethusdt": D("3000"), "xyzbtc": D("0.0001"), "abceth": D("0.01")}

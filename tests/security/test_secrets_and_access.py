@@ -40,8 +40,8 @@ from fernet_fields import EncryptedTextField
 
 from accounts.models import SecurityEvent
 from exchanges import checks, services
-from exchanges.htx.client import HtxClient
-from exchanges.htx.errors import HtxError
+from exchanges.venues.htx.client import HtxClient
+from exchanges.venues.htx.errors import HtxError
 from exchanges.logging import RedactSigningParams
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from tests.conftest import ROOT, demo_key, wait_for
@@ -553,7 +553,7 @@ def test_a_worker_process_keeps_the_redaction_filter_on_its_log_output():
         "import logging, django; django.setup()\n"
         "from bitsgap_clone.celery import app\n"
         "app.log.setup(loglevel='INFO')  # what `celery worker` does at start\n"
-        "logging.getLogger('exchanges.htx.client').warning(\n"
+        "logging.getLogger('exchanges.venues.htx.client').warning(\n"
         f"    'GET /v1/account/accounts?AccessKeyId={ACCESS}&Signature=c2lnbmF0dXJl')\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bitsgap_clone.settings", "PYTHONPATH": str(ROOT)}

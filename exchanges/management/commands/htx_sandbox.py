@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from exchanges.htx.sandbox import (
+from exchanges.venues.htx.sandbox import (
     ENDPOINTS,
     FAULT_NAMES,
     KEY_FIELDS,

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from exchanges.htx.client import HtxClient, redact
-from exchanges.htx.errors import ErrorKind, HtxError, classify
+from exchanges.venues.htx.client import HtxClient, redact
+from exchanges.venues.htx.errors import ErrorKind, HtxError, classify
 from tests.conftest import demo_key
 
 GOOD = demo_key("demo: good key")
@@ -212,7 +212,7 @@ def test_it_waits_for_the_next_window_when_htx_says_none_are_left(sandbox):
 
 
 def test_it_gives_up_for_now_when_the_window_is_far_away(sandbox):
-    from exchanges.htx.types import RateLimit
+    from exchanges.venues.htx.types import RateLimit
 
     with _client(sandbox) as client:
         client.last_rate_limit = RateLimit(remaining=0, expires_at_ms=int(time.time() * 1000) + 60_000)

@@ -1,9 +1,10 @@
-"""Keep-alive HTTP(S) GETs to HTX over the standard library's ``http.client``.
+"""Keep-alive HTTP(S) requests to exchanges over the standard library's ``http.client``.
 
 Why not requests (or urllib3 directly): both re-parse and re-percent-encode every URL byte by
-byte in Python, and a signed HTX query is ~250 bytes of already encoded text. That alone cost
-more CPU than the whole rest of a call (docs/performance.md). This module does only what an
-HTX client needs: one pool of idle connections per host shared by all threads of the process,
+byte in Python, and a signed query is ~250 bytes of already encoded text. That alone cost
+more CPU than the whole rest of a call (docs/performance.md). It also matters for correctness:
+venues such as Binance verify the signature over the exact bytes received, so the query must
+go out exactly as signed. This module does only what an exchange client needs: one pool of idle connections per host shared by all threads of the process,
 separate connect and read timeouts, certificate verification (``ssl.create_default_context``),
 no redirects, no retries except once on a kept-alive connection the server had already closed.
 """
@@ -63,23 +64,42 @@ class HttpPool:
         self, url: str, *, timeout: tuple[float, float], headers: dict[str, str] | None = None
     ) -> Response:
         """GET ``url`` (already encoded: it is sent as is). Raises TransportError."""
+        return self.request("GET", url, timeout=timeout, headers=headers)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: tuple[float, float],
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        idempotent: bool | None = None,
+    ) -> Response:
+        """Send ``method`` to ``url`` (already encoded) with ``body``. Raises TransportError.
+
+        ``idempotent`` (default: GET only) allows sending once more on a fresh connection when
+        a kept-alive one turns out closed; a read-only POST may say so."""
+        retry = method == "GET" if idempotent is None else idempotent
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an http(s) URL is required")
         key = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         all_headers = {**self.headers, **(headers or {})}
+        if body is not None:
+            all_headers["Content-Length"] = str(len(body))
         conn, reused = self._checkout(key, timeout)
         try:
             try:
-                response = self._send(conn, target, all_headers)
+                response = self._send(conn, method, target, all_headers, body)
             except _STALE:
-                if not reused:
+                if not reused or not retry:
                     raise
                 # The server closed this idle connection: a GET is safe to send once more.
                 conn.close()
                 conn, reused = self._connect(key, timeout), False
-                response = self._send(conn, target, all_headers)
+                response = self._send(conn, method, target, all_headers, body)
         except TimeoutError:
             conn.close()
             raise TransportError("timed out", timeout=True) from None
@@ -96,8 +116,8 @@ class HttpPool:
             for conn, _ in connections:
                 conn.close()
 
-    def _send(self, conn: http.client.HTTPConnection, target: str, headers: dict[str, str]):
-        conn.request("GET", target, headers=headers)
+    def _send(self, conn: http.client.HTTPConnection, method: str, target: str, headers, body):
+        conn.request(method, target, body=body, headers=headers)
         response = conn.getresponse()
         response.body = response.read()
         return response
@@ -151,3 +171,19 @@ class HttpPool:
                     idle.append((conn, time.monotonic()))
                     return
         conn.close()
+
+
+USER_AGENT = "bitsgap-clone/1.0 (+self-hosted)"
+# One connection pool per process, shared by every venue's clients and threads: a check reuses
+# the keep-alive connection the previous check opened instead of paying a new TCP (and TLS)
+# handshake.
+_pool: HttpPool | None = None
+_pool_lock = threading.Lock()
+
+
+def shared_pool() -> HttpPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = HttpPool(headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+        return _pool

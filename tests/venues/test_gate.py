@@ -9,8 +9,9 @@ import time
 import pytest
 import redis
 
-from exchanges.htx.client import HtxClient
-from exchanges.htx.gate import LIMITS, SAFETY, Gate, GateBusy, GateUnavailable, group_of
+from exchanges.venues.htx.client import HtxClient
+from exchanges.venues.htx.limits import LIMITS, group_of, limit_for
+from exchanges.venues.kit.gate import SAFETY, Gate, GateBusy, GateUnavailable
 from tests.conftest import demo_key
 
 GOOD = demo_key("demo: good key")
@@ -20,7 +21,7 @@ GOOD = demo_key("demo: good key")
 def gate():
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     prefix = f"test:gate:{os.getpid()}:{time.monotonic_ns()}"
-    yield Gate(client, cap=3, lease_seconds=5, max_wait_seconds=5, prefix=prefix)
+    yield Gate(client, cap=3, lease_seconds=5, max_wait_seconds=5, prefix=prefix, limit_for=limit_for)
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:
         client.delete(*keys)
@@ -80,7 +81,7 @@ def test_a_full_cap_that_does_not_free_up_sends_nothing_and_says_busy(gate):
 
 def test_one_scope_gets_its_share_of_an_htx_limit_per_window_and_waits_for_the_next(gate):
     gate.cap = 100
-    limit, window_ms = LIMITS["api-key"]
+    limit, window_ms = LIMITS["api-key"].limit, LIMITS["api-key"].window_ms
     allowed = int(limit * SAFETY)
     started = time.monotonic()
     for _ in range(allowed):
@@ -96,7 +97,7 @@ def test_one_scope_gets_its_share_of_an_htx_limit_per_window_and_waits_for_the_n
 
 def test_a_scope_over_its_share_longer_than_the_wait_allowed_sends_nothing(gate):
     gate.cap, gate.max_wait_seconds = 100, 0.1
-    limit, _ = LIMITS["uid"]
+    limit = LIMITS["uid"].limit
     for _ in range(int(limit * SAFETY)):
         with gate.slot("/v2/user/uid", "uid:1"):
             pass

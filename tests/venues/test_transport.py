@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from exchanges.htx.transport import HttpPool, TransportError
+from exchanges.venues.kit.transport import HttpPool, TransportError
 
 
 def test_connections_are_kept_alive_and_reused(sandbox):
@@ -76,7 +76,7 @@ def test_the_query_is_sent_exactly_as_given():
 
 
 def test_a_connection_idle_too_long_is_not_reused(sandbox, monkeypatch):
-    from exchanges.htx import transport
+    from exchanges.venues.kit import transport
 
     pool = HttpPool()
     pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2))

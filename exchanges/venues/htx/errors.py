@@ -1,59 +1,18 @@
-"""One family of errors for everything that can go wrong talking to HTX.
+"""HTX's errors decoded into the kit's neutral kinds (``exchanges.venues.kit.errors``).
 
-Each error has a ``kind`` (what went wrong, decoded from HTX's vague codes) and says whether it
-is ``permanent`` (retrying with the same key cannot help) or transient (retry with backoff).
-The raw HTX code and message are kept for a "details" disclosure; they never contain the secret.
+HTX reports most auth failures as the same ``api-signature-not-valid`` code; only the message
+tells them apart (htx-api.md §5.2).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from exchanges.venues.kit.errors import TRANSIENT_KINDS, ErrorKind, VenueError
+
+__all__ = ["TRANSIENT_KINDS", "ErrorKind", "HtxError", "classify"]
 
 
-class ErrorKind(StrEnum):
-    INVALID_ACCESS_KEY = "invalid_access_key"
-    INVALID_SIGNATURE = "invalid_signature"
-    INVALID_TIMESTAMP = "invalid_timestamp"
-    IP_NOT_ALLOWED = "ip_not_allowed"
-    NO_PERMISSION = "no_permission"
-    KEY_EXPIRED = "key_expired"
-    FORBIDDEN = "forbidden"
-    LOGIN_REQUIRED = "login_required"
-    RATE_LIMITED = "rate_limited"
-    MAINTENANCE = "maintenance"
-    UNAVAILABLE = "unavailable"  # network error, timeout, HTTP 5xx, unreadable answer
-    UNKNOWN = "unknown"
-
-
-# Retrying can help. An unrecognised answer counts as transient: failing safe means never
-# calling a key bad (and discarding it) on the strength of an answer we do not understand.
-TRANSIENT_KINDS = frozenset(
-    {
-        ErrorKind.RATE_LIMITED,
-        ErrorKind.MAINTENANCE,
-        ErrorKind.UNAVAILABLE,
-        ErrorKind.INVALID_TIMESTAMP,
-        ErrorKind.UNKNOWN,
-    }
-)
-
-
-class HtxError(Exception):
-    def __init__(self, kind: ErrorKind, *, code: str = "", message: str = "", path: str = ""):
-        self.kind = kind
-        self.code = str(code)
-        self.message = message
-        self.path = path
-        super().__init__(f"HTX {path or 'call'} failed: {kind} ({self.code}: {message})")
-
-    @property
-    def permanent(self) -> bool:
-        return self.kind not in TRANSIENT_KINDS
-
-    @property
-    def detail(self) -> str:
-        """Raw HTX answer for a details disclosure and the log."""
-        return f"{self.code}: {self.message}" if self.code else self.message
+class HtxError(VenueError):
+    venue = "HTX"
 
 
 # Substrings of err-msg for api-signature-not-valid, the code HTX uses for most auth failures.

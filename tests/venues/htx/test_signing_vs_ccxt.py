@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import ccxt
 import pytest
 
-from exchanges.htx import signing
+from exchanges.venues.htx import signing
 
 SEED = 20240102
 CASES = 1000

@@ -5,7 +5,7 @@ checks Signature Version 2 the way HTX does: from the parameters it *received*, 
 as sent and the caller's socket address. Facts and sources are in shared/htx-api.md (§ numbers
 below refer to it). Where no source says what HTX does, the choice is marked ``Choice:``.
 
-Standard library only, plus ``exchanges.htx.signing``; no Django. Usage::
+Standard library only, plus ``exchanges.venues.htx.signing``; no Django. Usage::
 
     sb = HtxSandbox(load_accounts(), load_tickers()).start()
     ...  # talk to sb.url over HTTP
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from exchanges.htx import signing
+from exchanges.venues.htx import signing
 
 __all__ = [
     "DEFAULT_ACCOUNTS_PATH",

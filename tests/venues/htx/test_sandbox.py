@@ -1,4 +1,4 @@
-"""The HTX sandbox, tested over real HTTP with requests and exchanges.htx.signing.
+"""The HTX sandbox, tested over real HTTP with requests and exchanges.venues.htx.signing.
 
 No database and no Django settings are needed. Cast: alice has a good key (and a second key with
 withdraw on the same uid), bob is another HTX user whose account alice must not read.
@@ -20,8 +20,8 @@ import ccxt
 import pytest
 import requests
 
-from exchanges.htx import signing
-from exchanges.htx.sandbox import (
+from exchanges.venues.htx import signing
+from exchanges.venues.htx.sandbox import (
     DEFAULT_ACCOUNTS_PATH,
     DEFAULT_TICKERS_PATH,
     HtxSandbox,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from . import signing
 from .errors import ErrorKind, HtxError, classify
-from .transport import HttpPool, Response, TransportError
+from exchanges.venues.kit.transport import USER_AGENT, HttpPool, Response, TransportError, shared_pool
 from .types import Account, AccountBalance, ApiKeyInfo, BalanceLine, RateLimit
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.huobi.pro"
 # (connect, read) seconds. HTX normally answers in well under a second.
 DEFAULT_TIMEOUT = (3.05, 10.0)
-USER_AGENT = "bitsgap-clone/1.0 (+self-hosted)"
 # Longest pause we take in a job when HTX's rate-limit headers say the window is used up.
 MAX_RATE_LIMIT_WAIT_MS = 2000
 
@@ -43,24 +42,9 @@ def redact(text: str) -> str:
 
 
 class Gate(Protocol):
-    """Admission to HTX before each request (see ``exchanges.htx.gate``)."""
+    """Admission to HTX before each request (see ``exchanges.venues.kit.gate``)."""
 
     def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
-
-
-# One connection pool per process, shared by every client and thread: a check reuses the
-# keep-alive connection the previous check opened instead of paying a new TCP (and TLS)
-# handshake. See transport.py for why it is not requests.
-_pool: HttpPool | None = None
-_pool_lock = threading.Lock()
-
-
-def shared_pool() -> HttpPool:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = HttpPool(headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
-        return _pool
 
 
 class HtxClient:

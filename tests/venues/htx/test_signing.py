@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchanges.htx import signing
+from exchanges.venues.htx import signing
 
 KEY = "abcd1234-ef567890-12345678-9abcd"
 SECRET = "00000000-11111111-22222222-33333"

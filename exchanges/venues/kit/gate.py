@@ -1,0 +1,147 @@
+"""Admission to an exchange, shared by every worker on every machine through one Redis.
+
+Three rules are checked together, atomically, by one Lua script before each request:
+
+- a **cap** on the venue's requests in flight at once (``<PREFIX>_MAX_CONCURRENT_REQUESTS``), so
+  a refresh wave never exceeds what we promise the venue, however many workers run. A slot is a
+  lease: a worker that dies holding one frees it when the lease ends;
+- the venue's **request limits**, as data (``Venue.limits``): per account or key (the caller's
+  scope), or per IP for limits the venue counts per address and so every user of this server
+  shares (``Limit.shared``: Binance's request weight). Kept as sliding windows of weighted
+  entries, which bounds every window of that length, the venue's own fixed windows included,
+  with a safety margin for the time a request takes to get there;
+- a **ban**: when the venue says "no more requests until T" (HTTP 418/429 with Retry-After),
+  ``block`` stops every worker from calling it until then.
+
+The script reads Redis's clock, so machines whose clocks disagree still share one timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+from .venue import Limit
+
+# Share of each limit we allow ourselves: requests take a few ms to reach the venue, so a
+# window measured here and the venue's are not exactly the same.
+SAFETY = 0.9
+PUBLIC_SCOPE = "ip"
+
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap, lease, token, limit, window, weight = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
+    tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local banned = redis.call('PTTL', KEYS[3])
+if banned > 0 then
+  return banned
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) + weight > limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if not oldest[2] then
+    return window
+  end
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= cap then
+  return -1
+end
+redis.call('ZADD', KEYS[1], now + lease, token)
+for i = 1, weight do
+  redis.call('ZADD', KEYS[2], now, token .. ':' .. i)
+end
+redis.call('PEXPIRE', KEYS[2], window)
+return 0
+"""
+
+
+class GateUnavailable(Exception):
+    """Redis could not be asked: the request is not sent (the cap is a promise, not a hint)."""
+
+
+class GateBusy(GateUnavailable):
+    """No slot within ``max_wait_seconds`` (the cap, this scope's share of a limit, or a ban):
+    the request is not sent. Nothing is known about the key, so a check gives the row back
+    for a later sweep instead of reporting a status."""
+
+
+def _any_limit(path: str) -> Limit:
+    return Limit("other", 10, 1000)
+
+
+@dataclass
+class Gate:
+    """``with gate.slot(path, scope):`` around each request to one venue.
+
+    ``scope`` names whose limit a signed call counts against (``uid:<uid>`` once known,
+    otherwise the key's own); public calls and shared limits count against ``PUBLIC_SCOPE``.
+    """
+
+    client: redis.Redis
+    cap: int
+    lease_seconds: float
+    max_wait_seconds: float = 20.0
+    prefix: str = "htx:gate"
+    limit_for: Callable[[str], Limit] = _any_limit
+
+    def __post_init__(self) -> None:
+        self._admit = self.client.register_script(_ADMIT)
+
+    @contextmanager
+    def slot(self, path: str, scope: str) -> Iterator[None]:
+        rule = self.limit_for(path)
+        if rule.shared:
+            scope = PUBLIC_SCOPE
+        inflight = f"{self.prefix}:inflight"
+        token = uuid.uuid4().hex
+        limit = max(rule.weight, int(rule.limit * SAFETY))
+        args = (self.cap, int(self.lease_seconds * 1000), token, limit, rule.window_ms, rule.weight)
+        keys = (inflight, f"{self.prefix}:rate:{scope}:{rule.group}", f"{self.prefix}:ban")
+        deadline = time.monotonic() + self.max_wait_seconds
+        pause = 0.002
+        while True:
+            try:
+                verdict = int(self._admit(keys=keys, args=args))
+            except redis.RedisError as exc:
+                raise GateUnavailable(type(exc).__name__) from None
+            if verdict == 0:
+                break
+            left = deadline - time.monotonic()
+            if verdict > 0:
+                # This scope used its share of a limit (or the venue banned us): wait for the
+                # window to move on, or give the work back if that is too far away.
+                if verdict / 1000 > left:
+                    raise GateBusy("this account's share of a request limit is used up")
+                time.sleep(verdict / 1000)
+            else:
+                if left <= 0:
+                    raise GateBusy("too many requests in flight")
+                # Every slot is taken: wait, longer each time (jittered, so waiters do not move
+                # in step and do not poll Redis hard while a wave holds every slot).
+                time.sleep(random.uniform(pause, 2 * pause))
+                pause = min(pause * 2, 0.1)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(redis.RedisError):  # if Redis is gone, the lease ends by itself
+                self.client.zrem(inflight, token)
+
+    def block(self, seconds: float) -> None:
+        """The venue asked every caller from this server to stop for ``seconds`` (a ban)."""
+        with contextlib.suppress(redis.RedisError):
+            self.client.set(f"{self.prefix}:ban", 1, px=max(1, int(seconds * 1000)))
+
+    def in_flight(self) -> int:
+        """Requests holding a slot now (leases of dead workers not counted)."""
+        seconds, micros = self.client.time()
+        return int(self.client.zcount(f"{self.prefix}:inflight", seconds * 1000 + micros // 1000, "+inf"))

@@ -1,0 +1,134 @@
+"""What a venue declares (``Venue``) and what its client does for the worker (``VenueClient``).
+
+A venue folder defines one ``Venue`` subclass instance and lists it in ``settings.VENUES``.
+Everything around it (the worker, valuation, statuses, texts, forms, pages) speaks only these
+words, so adding an exchange is one folder plus one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+from .types import BalanceRead, Credentials, KeyFacts, Prior
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A status or error explained in plain words, with one thing to do about it."""
+
+    title: str
+    cause: str
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialField:
+    name: str  # "api_key", "secret", or the name of an extra (e.g. "passphrase")
+    label: str  # as the venue's own pages call it, e.g. "API Key"
+    help: str = ""
+    secret: bool = False  # encrypted, never sent back to a browser
+    multiline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One of the venue's request limits, as data for the gate (``kit.gate``).
+
+    ``shared``: counted per IP address, so every user of this server shares it (Binance's
+    request weight); otherwise per account or key (the worker's scope). ``weight``: what one
+    request of this group costs against ``limit`` per ``window_ms``."""
+
+    group: str
+    limit: int
+    window_ms: int
+    shared: bool = False
+    weight: int = 1
+
+
+class VenueClient(Protocol):
+    """A signed client for one key. Raises the venue's ``VenueError`` subclass on failure."""
+
+    calls: int  # HTTP requests sent
+    clock_offset_ms: int  # the venue's clock minus ours, used when signing
+
+    def sync_clock(self) -> int:
+        """Measure the venue's clock against ours, sign with it from now on, return the offset."""
+
+    def inspect_key(self, prior: Prior) -> KeyFacts:
+        """What the venue says about the key: permissions, IP binding, expiry, account uid.
+        Proves key, secret and IP at once; no side effect on the account."""
+
+    def read_balances(self, facts: KeyFacts) -> BalanceRead:
+        """Every wallet the key can read; one it may not read is reported, not fatal."""
+
+    def prices(self) -> dict[str, Decimal]:
+        """Last prices by upper-case concatenated symbol (``"BTCUSDT"``), tradable pairs only."""
+
+    def __enter__(self) -> VenueClient: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+API_KEY = CredentialField("api_key", "API Key")
+SECRET_KEY = CredentialField(
+    "secret", "Secret Key", secret=True, help="Stored encrypted and never shown again."
+)
+
+
+class Venue:
+    """One exchange. Subclasses set the class attributes and implement the methods."""
+
+    id: ClassVar[str]  # lower case, used in URLs and the database: "htx"
+    name: ClassVar[str]  # as users know it: "HTX"
+    tagline: ClassVar[str] = ""  # shown under the name in the picker
+    logo: ClassVar[str]  # static path of its SVG logo
+    default_api_url: ClassVar[str]
+    api_management_url: ClassVar[str]  # where users create and delete keys on the venue
+    help_template: ClassVar[str]  # "<id>/help.html" in the venue's folder
+    env_prefix: ClassVar[str]  # settings and environment: <PREFIX>_API_URL, <PREFIX>_TIMEOUT
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = (API_KEY, SECRET_KEY)
+    uid_label: ClassVar[str] = "Account UID"
+    # Bullets of the connect dialog, plain text.
+    checklist: ClassVar[tuple[str, ...]] = ()
+    # Venue-specific texts by error kind or status value; the rest are the product's own.
+    texts: ClassVar[Mapping[str, Text]] = {}
+    # Request limits enforced by the gate; ``limit_for`` picks one per request path.
+    limits: ClassVar[Mapping[str, Limit]] = {}
+
+    def validate(self, credentials: Credentials) -> dict[str, str]:
+        """Format checks before any network call: {field name: message} for what is wrong."""
+        return {}
+
+    def limit_for(self, path: str) -> Limit:
+        raise NotImplementedError
+
+    def client(
+        self,
+        *,
+        base_url: str,
+        credentials: Credentials | None,
+        timeout: tuple[float, float],
+        gate: Any = None,
+        scope: str = "",
+    ) -> VenueClient:
+        """A client for ``credentials`` (None: public calls only). ``gate`` admits each
+        request (``kit.gate.Gate``); ``scope`` names whose limits signed calls count against."""
+        raise NotImplementedError
+
+    def redact(self, text: str) -> str:
+        """Strip this venue's signing parameters and key headers from a log line."""
+        return text
+
+    # The venue's sandbox (tests, ``make demo``, benchmarks): a class of ``kit.sandbox``.
+    def sandbox(self, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def demo_keys(self) -> list[tuple[str, str, str]]:
+        """(API Key, Secret Key, what it is) of the sandbox's demo keys."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"<Venue {self.id}>"
