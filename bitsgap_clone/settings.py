@@ -81,7 +81,8 @@ WSGI_APPLICATION = "bitsgap_clone.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Each venue's folder holds its own help page: "<venue id>/help.html".
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "exchanges" / "venues"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -227,16 +228,22 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# --- HTX -------------------------------------------------------------------------------------
-HTX_API_URL = env.str("HTX_API_URL", default="https://api.huobi.pro")
-HTX_TIMEOUT = (env.float("HTX_CONNECT_TIMEOUT", default=3.05), env.float("HTX_READ_TIMEOUT", default=10.0))
-# At most this many HTX requests in flight at once, across every worker on every machine
-# (kept in Redis, see exchanges/htx/gate.py). HTX's per-UID and per-key limits apply as well.
-HTX_MAX_CONCURRENT_REQUESTS = env.int("HTX_MAX_CONCURRENT_REQUESTS", default=48)
-# How long a request waits for a free slot before its check is retried later.
-HTX_GATE_WAIT_SECONDS = env.float("HTX_GATE_WAIT_SECONDS", default=20.0)
-# Each worker process measures HTX's clock against its own this often.
-HTX_CLOCK_SYNC_SECONDS = env.int("HTX_CLOCK_SYNC_SECONDS", default=60)
+# --- Exchanges ("venues") ----------------------------------------------------------------------
+# The exchanges offered, one folder each under exchanges/venues/ (docs/adding-an-exchange.md).
+VENUES = env.list(
+    "VENUES",
+    default=[
+        "exchanges.venues.htx.venue.HTX",
+        "exchanges.venues.binance.venue.BINANCE",
+    ],
+)
+# Per venue, from the environment (<PREFIX> is the venue's env_prefix, e.g. HTX), read by
+# exchanges.registry: <PREFIX>_API_URL (scheme, host and port; signed requests go there),
+# <PREFIX>_CONNECT_TIMEOUT and <PREFIX>_READ_TIMEOUT (3.05 s, 10 s), <PREFIX>_MAX_CONCURRENT_REQUESTS
+# (48: requests in flight at once across every worker on every machine, kept in Redis with the
+# venue's own limits, see exchanges/venues/kit/gate.py), <PREFIX>_GATE_WAIT_SECONDS (20: how long a
+# request waits for a slot before its check is retried later), <PREFIX>_CLOCK_SYNC_SECONDS (60:
+# how often each worker process measures the venue's clock against its own).
 # How often a connected key's balances are re-read, and how long tickers are shared.
 BALANCE_REFRESH_SECONDS = env.int("BALANCE_REFRESH_SECONDS", default=300)
 TICKERS_CACHE_SECONDS = env.int("TICKERS_CACHE_SECONDS", default=60)
@@ -245,8 +252,6 @@ REFRESH_NOW_MIN_SECONDS = env.int("REFRESH_NOW_MIN_SECONDS", default=30)
 # Balance history kept: every snapshot for a day, hourly for this many days, daily up to the last.
 SNAPSHOT_HOURLY_DAYS = env.int("SNAPSHOT_HOURLY_DAYS", default=7)
 SNAPSHOT_DAILY_DAYS = env.int("SNAPSHOT_DAILY_DAYS", default=365)
-# Where users delete a key on HTX, offered when they remove a connection here.
-HTX_API_MANAGEMENT_URL = env.str("HTX_API_MANAGEMENT_URL", default="https://www.htx.com/en-us/apikey")
 # This dashboard's outgoing IP addresses, for users who bind their key to IPs (see the help page).
 EGRESS_IPS = env.list("EGRESS_IPS", default=[])
 # A connection left in Verifying longer than this (lost message, dead worker) is queued again.
@@ -256,7 +261,7 @@ VERIFY_STALE_SECONDS = env.int("VERIFY_STALE_SECONDS", default=60)
 RECHECK_REFUSED_SECONDS = env.int("RECHECK_REFUSED_SECONDS", default=3600)
 # A worker holds a connection this long; after that another may take it over (a worker that
 # died mid-check) and the late worker's results are dropped. A check makes 4 HTX calls plus one
-# per account, each bounded by HTX_TIMEOUT, so the default leaves room for slow answers.
+# per account, each bounded by the venue's timeouts, so the default leaves room for slow answers.
 CHECK_CLAIM_SECONDS = env.int("CHECK_CLAIM_SECONDS", default=180)
 # Backoff for transient HTX failures: base * 2**attempt, capped, with jitter.
 RETRY_BASE_SECONDS = env.int("RETRY_BASE_SECONDS", default=30)

@@ -1,19 +1,21 @@
 """What a connection's status means, in plain words, and the one thing to do about it.
 
-HTX reports most failures as the same ``api-signature-not-valid`` code, so the text depends on
-the decoded error kind first and on the status second.
+The product's own texts speak of "the exchange" by its name; each venue may say it better in its
+own words (``Venue.texts``, keyed by error kind or status), e.g. which boxes to tick on its key
+page. Exchanges report many failures through vague codes, so the text depends on the decoded
+error kind first and on the status second.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-
-from exchanges.venues.htx.errors import ErrorKind
+from dataclasses import dataclass
 
 from .models import Status
+from .venues.kit.errors import ErrorKind
+from .venues.kit.venue import Text, Venue
 
-# "Expires in N days" shows once a key without IP binding has this many days left or fewer.
+# "Expires in N days" shows once a key (or its trading right) has this many days left or fewer.
 EXPIRY_WARNING_DAYS = 14
 
 
@@ -25,108 +27,173 @@ class Explanation:
     tone: str  # ok, pending, warn, error: drives the badge colour
 
 
-_BY_KIND: dict[str, Explanation] = {
-    ErrorKind.INVALID_ACCESS_KEY: Explanation(
-        "HTX does not know this API Key",
-        "HTX answered that the API Key is incorrect: it was mistyped, cut short, deleted on "
-        "HTX, or the two keys were pasted into each other's fields.",
-        "Copy the Access Key again from HTX's API Management page and paste it into API Key, "
-        "and the Secret Key into Secret Key.",
-        "error",
+_ERROR, _WARN = "error", "warn"
+
+# The product's words, with "{venue}" for the exchange's name.
+_BY_KIND: dict[str, tuple[Text, str]] = {
+    ErrorKind.INVALID_ACCESS_KEY: (
+        Text(
+            "{venue} does not know this API Key",
+            "{venue} answered that the API Key is incorrect: it was mistyped, cut short, deleted on "
+            "{venue}, or the two keys were pasted into each other's fields.",
+            "Copy the API Key again from {venue}'s API Management page and paste it into API Key, "
+            "and the Secret Key into Secret Key.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.INVALID_SIGNATURE: Explanation(
-        "The Secret Key does not match this API Key",
-        "HTX recognised the API Key but could not verify our signature with the Secret Key "
-        "you gave: the Secret Key is wrong, truncated, or belongs to another key.",
-        "HTX shows a Secret Key only once, when the key is created. If you no longer have it, "
-        "create a new key on HTX and connect that one.",
-        "error",
+    ErrorKind.INVALID_SIGNATURE: (
+        Text(
+            "The Secret Key does not match this API Key",
+            "{venue} recognised the API Key but could not verify our signature with the Secret Key "
+            "you gave: the Secret Key is wrong, truncated, or belongs to another key.",
+            "{venue} shows a Secret Key only once, when the key is created. If you no longer have it, "
+            "create a new key on {venue} and connect that one.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.LOGIN_REQUIRED: Explanation(
-        "HTX refused the key pair",
-        "HTX answered that the request was not authenticated (the key and account do not match).",
-        "Check that both keys come from the same HTX API key, then connect again.",
-        "error",
+    ErrorKind.LOGIN_REQUIRED: (
+        Text(
+            "{venue} refused the key pair",
+            "{venue} answered that the request was not authenticated.",
+            "Check that both keys come from the same {venue} API key, then connect again.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.IP_NOT_ALLOWED: Explanation(
-        "This key only works from other IP addresses",
-        "The key is bound to a list of IP addresses on HTX, and our servers are not on it.",
-        "On HTX, edit the key and either add this dashboard's IP addresses or clear the list.",
-        "error",
+    ErrorKind.KEY_IP_OR_PERMISSION: (
+        Text(
+            "{venue} refused the key",
+            "{venue} gives one answer for three different problems: the API Key is unknown "
+            "(mistyped, deleted, or the keys were swapped), this server's IP address is not on the "
+            "key's list of allowed addresses, or the key lacks a permission.",
+            "Check the three in that order on {venue}'s API Management page, then connect again.",
+            fix_with_ip="Check the three in that order on {venue}'s API Management page: {venue} saw "
+            "our request come from {ip}, so that address must be on the key's list if it has one.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.KEY_EXPIRED: Explanation(
-        "This key has expired",
-        "HTX deactivates keys that are not bound to an IP address after 90 days.",
-        "Create a new API key on HTX (Read-Only and Trade on, Withdraw off) and connect it.",
-        "error",
+    ErrorKind.IP_NOT_ALLOWED: (
+        Text(
+            "This key only works from other IP addresses",
+            "The key is bound to a list of IP addresses on {venue}, and our servers are not on it.",
+            "On {venue}, edit the key and either add this dashboard's IP addresses or clear the list.",
+            fix_with_ip="On {venue}, edit the key and add {ip} (the address {venue} saw our request "
+            "come from) to its IP list, or clear the list.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.NO_PERMISSION: Explanation(
-        "The key is missing a permission",
-        "HTX answered that this key may not read account data.",
-        "On HTX, edit the key: turn Read-Only and Trade on, and leave Withdraw off.",
-        "error",
+    ErrorKind.KEY_EXPIRED: (
+        Text(
+            "This key has expired",
+            "{venue} answered that the key has expired.",
+            "Create a new API key on {venue} (read and trade on, withdraw off) and connect it.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.FORBIDDEN: Explanation(
-        "HTX would not tell us what this key may do",
-        "HTX refused to show this key's permissions. This happens with sub-user keys, which "
-        "this dashboard cannot check yet.",
-        "Create the key on your main HTX account instead of a sub-user.",
-        "error",
+    ErrorKind.NO_PERMISSION: (
+        Text(
+            "The key is missing a permission",
+            "{venue} answered that this key may not do what we asked (read account data).",
+            "On {venue}, edit the key: allow reading and trading, and leave withdrawals off.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.INVALID_TIMESTAMP: Explanation(
-        "HTX rejected the request time",
-        "HTX refused the request's time stamp even after we corrected for the clock difference.",
-        "Nothing: we retry automatically.",
-        "warn",
+    ErrorKind.FORBIDDEN: (
+        Text(
+            "{venue} would not tell us what this key may do",
+            "{venue} refused to show this key's permissions.",
+            "Create the key on your main {venue} account instead of a sub-account.",
+        ),
+        _ERROR,
     ),
-    ErrorKind.RATE_LIMITED: Explanation(
-        "HTX asked us to slow down",
-        "HTX is rate-limiting requests for this account right now.",
-        "Nothing: we retry automatically in a moment.",
-        "warn",
+    ErrorKind.INVALID_TIMESTAMP: (
+        Text(
+            "{venue} rejected the request time",
+            "{venue} refused the request's time stamp even after we corrected for the clock difference.",
+            "Nothing: we retry automatically.",
+        ),
+        _WARN,
     ),
-    ErrorKind.MAINTENANCE: Explanation(
-        "HTX is under maintenance",
-        "HTX's API is down for maintenance.",
-        "Nothing: we retry automatically until HTX is back.",
-        "warn",
+    ErrorKind.RESTRICTED_LOCATION: (
+        Text(
+            "{venue} does not serve this server's location",
+            "{venue} refuses every request from the country this dashboard runs in. The key may be fine.",
+            "Run this dashboard on a server in a country {venue} serves. The key is kept and tried "
+            "again now and then.",
+        ),
+        _WARN,
     ),
-    ErrorKind.UNAVAILABLE: Explanation(
-        "HTX could not be reached",
-        "HTX did not answer, or answered with a server error.",
-        "Nothing: your key is kept and we retry automatically with increasing pauses.",
-        "warn",
+    ErrorKind.RATE_LIMITED: (
+        Text(
+            "{venue} asked us to slow down",
+            "{venue} is rate-limiting requests right now.",
+            "Nothing: we retry automatically, no sooner than {venue} asked.",
+        ),
+        _WARN,
     ),
-    ErrorKind.UNKNOWN: Explanation(
-        "HTX gave an unexpected answer",
-        "HTX refused the request with an error we do not recognise (see the details).",
-        "We retry automatically. If it persists, check the key on HTX's API Management page.",
-        "warn",
+    ErrorKind.MAINTENANCE: (
+        Text(
+            "{venue} is under maintenance",
+            "{venue}'s API is down for maintenance.",
+            "Nothing: we retry automatically until {venue} is back.",
+        ),
+        _WARN,
+    ),
+    ErrorKind.UNAVAILABLE: (
+        Text(
+            "{venue} could not be reached",
+            "{venue} did not answer, or answered with a server error.",
+            "Nothing: your key is kept and we retry automatically with increasing pauses.",
+        ),
+        _WARN,
+    ),
+    ErrorKind.UNKNOWN: (
+        Text(
+            "{venue} gave an unexpected answer",
+            "{venue} refused the request with an error we do not recognise (see the details).",
+            "We retry automatically. If it persists, check the key on {venue}'s API Management page.",
+        ),
+        _WARN,
     ),
 }
 
-_BY_STATUS: dict[str, Explanation] = {
-    Status.VERIFYING: Explanation(
-        "Verifying with HTX",
-        "We are checking the key with HTX: identity, permissions and balances.",
-        "Wait a few seconds.",
+_BY_STATUS: dict[str, tuple[Text, str]] = {
+    Status.VERIFYING: (
+        Text(
+            "Verifying with {venue}",
+            "We are checking the key with {venue}: identity, permissions and balances.",
+            "Wait a few seconds.",
+        ),
         "pending",
     ),
-    Status.CONNECTED: Explanation(
-        "Connected", "The key works and can read balances and trade, but not withdraw.", "", "ok"
+    Status.CONNECTED: (
+        Text("Connected", "The key works and can read balances and trade, but not withdraw.", ""),
+        "ok",
     ),
-    Status.WITHDRAW_ENABLED: Explanation(
-        "Withdrawal permission is enabled: key refused",
-        "This key can withdraw funds from your HTX account. We never keep a key that could "
-        "move money out: it was deleted as soon as HTX told us.",
-        "On HTX, create a key with Read-Only and Trade on and Withdraw off, and connect that one.",
-        "error",
+    Status.WITHDRAW_ENABLED: (
+        Text(
+            "Withdrawal permission is enabled: key refused",
+            "This key can withdraw funds from your {venue} account. We never keep a key that could "
+            "move money out: it was deleted as soon as {venue} told us.",
+            "On {venue}, create a key with reading and trading allowed and withdrawals off, and "
+            "connect that one.",
+        ),
+        _ERROR,
     ),
-    Status.INCORRECT_PERMISSIONS: Explanation(
-        "Incorrect permissions",
-        "The key can read your account but cannot trade: Trade permission is off.",
-        "On HTX, edit the key and turn Trade on (leave Withdraw off), then connect it again.",
-        "error",
+    Status.INCORRECT_PERMISSIONS: (
+        Text(
+            "Incorrect permissions",
+            "The key can read your account but cannot trade: its trading permission is off.",
+            "On {venue}, edit the key and allow trading (leave withdrawals off), then connect it again.",
+        ),
+        _ERROR,
+    ),
+    Status.TRADING_EXPIRED: (
+        Text(
+            "Trading expired",
+            "{venue} turned this key's trading permission off. Balances keep refreshing.",
+            "On {venue}, edit the key and allow trading again, or create a new key.",
+        ),
+        _WARN,
     ),
     Status.EXPIRED: _BY_KIND[ErrorKind.KEY_EXPIRED],
     Status.IP_NOT_ALLOWED: _BY_KIND[ErrorKind.IP_NOT_ALLOWED],
@@ -134,25 +201,51 @@ _BY_STATUS: dict[str, Explanation] = {
     Status.TEMPORARY: _BY_KIND[ErrorKind.UNAVAILABLE],
 }
 
-# Statuses decided from what HTX tells us about the key, not from an HTX error.
-_STATUS_FIRST = {Status.VERIFYING, Status.CONNECTED, Status.WITHDRAW_ENABLED}
+# Statuses decided from what the venue tells us about the key, not from an error.
+_STATUS_FIRST = {
+    Status.VERIFYING,
+    Status.CONNECTED,
+    Status.WITHDRAW_ENABLED,
+    Status.TRADING_EXPIRED,
+}
+# A status explained by an error kind's text when no (known) kind came with it.
+_STATUS_TEXT_KEYS = {
+    Status.EXPIRED: ErrorKind.KEY_EXPIRED,
+    Status.IP_NOT_ALLOWED: ErrorKind.IP_NOT_ALLOWED,
+    Status.INVALID: ErrorKind.INVALID_SIGNATURE,
+    Status.TEMPORARY: ErrorKind.UNAVAILABLE,
+}
+
+# The address the venue saw our request come from, at the end of its refusal: HTX's
+# "...Incorrect IP address [IP地址错误]:1.2.3.4", or "..., request ip: 1.2.3.4".
+_CALLER_IP = re.compile(r"\bIP[^:]*:\s*([0-9A-Fa-f.:]+)\s*$", re.IGNORECASE)
+_NAMES_IP = {ErrorKind.IP_NOT_ALLOWED, ErrorKind.KEY_IP_OR_PERMISSION}
 
 
-# HTX ends its IP refusal with the address it saw: "...Incorrect IP address [IP地址错误]:1.2.3.4".
-_CALLER_IP = re.compile(r"IP[^:]*:\s*([0-9A-Fa-f.:]+)\s*$")
+def caller_ip(error_kind: str, detail: str) -> str | None:
+    if error_kind not in _NAMES_IP:
+        return None
+    found = _CALLER_IP.search(detail)
+    return found.group(1) if found else None
 
 
-def explain(status: str, error_kind: str = "", detail: str = "") -> Explanation:
+def explain(
+    status: str, error_kind: str = "", detail: str = "", *, venue: Venue | None = None
+) -> Explanation:
     if status in _STATUS_FIRST or error_kind not in _BY_KIND:
-        return _BY_STATUS[status]
-    explanation = _BY_KIND[error_kind]
-    caller = _CALLER_IP.search(detail) if error_kind == ErrorKind.IP_NOT_ALLOWED else None
-    if caller:
-        explanation = replace(
-            explanation,
-            fix=(
-                f"On HTX, edit the key and add {caller.group(1)} (the address HTX saw our request come "
-                "from) to its IP list, or clear the list."
-            ),
-        )
-    return explanation
+        keys = (_STATUS_TEXT_KEYS.get(status, status), status)
+        text, tone = _BY_STATUS[status]
+    else:
+        keys = (error_kind,)
+        text, tone = _BY_KIND[error_kind]
+    name = venue.name if venue else "the exchange"
+    own = venue.texts if venue else {}
+    text = next((own[key] for key in keys if key in own), text)
+    ip = caller_ip(error_kind, detail)
+    fix = text.fix_with_ip if ip and text.fix_with_ip else text.fix
+    return Explanation(
+        title=text.title.format(venue=name),
+        cause=text.cause.format(venue=name),
+        fix=fix.format(venue=name, ip=ip),
+        tone=tone,
+    )

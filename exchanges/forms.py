@@ -5,83 +5,81 @@ from django.db.models import Q
 
 from .models import ExchangeConnection
 from .services import access_key_fingerprint
+from .venues.kit.types import Credentials
+from .venues.kit.venue import Venue
 
-# HTX keys are ASCII, a few dozen characters (e.g. "e2xxxxxx-99xxxxxx-84xxxxxx-7xxxx").
-# The bounds are loose on purpose; they only stop pastes that cannot be a key.
-KEY_MIN, KEY_MAX = 16, 128
-
-
-def _clean_key(value: str, name: str) -> str:
-    value = "".join(value.split())  # pasted keys often carry spaces or line breaks
-    if not value:
-        raise forms.ValidationError(f"Paste your HTX {name}.")
-    if not value.isascii() or not value.isprintable():
-        raise forms.ValidationError(
-            f"The {name} contains characters HTX never uses (non-Latin letters or symbols). "
-            "Copy it again from HTX; browser auto-translation can change keys."
-        )
-    if not KEY_MIN <= len(value) <= KEY_MAX:
-        raise forms.ValidationError(
-            f"The {name} is {len(value)} characters long; HTX keys are about 30 to 40. "
-            "Check that you copied all of it, and nothing else."
-        )
-    return value
+_KEY_INPUT = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off", "translate": "no"}
 
 
-class HtxConnectionForm(forms.Form):
+class ConnectionForm(forms.Form):
+    """The connect dialog of one venue: its credential fields (API Key, Secret Key, and any
+    extra it asks for), cleaned by the venue's own format rules before any network call."""
+
     label = forms.CharField(
         required=False,
         max_length=64,
         strip=True,
         help_text="Optional, e.g. “Main account”. Only you see it.",
     )
-    access_key = forms.CharField(
-        label="API Key",
-        max_length=512,
-        strip=True,
-        error_messages={"required": "Paste your HTX API Key."},
-        widget=forms.TextInput(
-            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off", "translate": "no"}
-        ),
-        help_text="HTX calls it the Access Key.",
-    )
-    secret_key = forms.CharField(
-        label="Secret Key",
-        max_length=512,
-        strip=True,
-        error_messages={"required": "Paste your HTX Secret Key."},
-        # render_value=False: the secret is never sent back to the browser.
-        widget=forms.PasswordInput(
-            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off", "translate": "no"}
-        ),
-        help_text="Shown once by HTX when you created the key. Stored encrypted, never shown again.",
-    )
 
-    def __init__(self, *args, owner=None, replacing: ExchangeConnection | None = None, **kwargs):
+    def __init__(
+        self, *args, venue: Venue, owner=None, replacing: ExchangeConnection | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
+        self.venue = venue
         self.owner = owner
         self.replacing = replacing
-
-    def clean_access_key(self) -> str:
-        return _clean_key(self.cleaned_data["access_key"], "API Key")
-
-    def clean_secret_key(self) -> str:
-        return _clean_key(self.cleaned_data["secret_key"], "Secret Key")
+        for spec in venue.credential_fields:
+            attrs = dict(_KEY_INPUT)
+            if spec.multiline:
+                widget = forms.Textarea(attrs={**attrs, "rows": 4})
+            elif spec.secret:
+                # render_value=False: a secret is never sent back to the browser.
+                widget = forms.PasswordInput(attrs=attrs)
+            else:
+                widget = forms.TextInput(attrs=attrs)
+            self.fields[spec.name] = forms.CharField(
+                label=spec.label,
+                max_length=4096 if spec.multiline else 512,
+                strip=True,
+                widget=widget,
+                help_text=spec.help,
+                error_messages={"required": f"Paste your {venue.name} {spec.label}."},
+            )
 
     def clean(self) -> dict:
         data = super().clean()
-        access_key, secret_key = data.get("access_key"), data.get("secret_key")
-        if not access_key or not secret_key:
-            return data
-        if access_key == secret_key:
-            raise forms.ValidationError(
-                "The API Key and the Secret Key are the same. HTX shows two different values: "
-                "paste the Access Key into API Key and the Secret Key into Secret Key."
-            )
+        names = [spec.name for spec in self.venue.credential_fields]
+        for spec in self.venue.credential_fields:
+            if spec.name in data and not spec.multiline:
+                data[spec.name] = "".join(data[spec.name].split())  # pasted keys carry spaces or breaks
+        given = {name: data.get(name) or "" for name in names}
+        credentials = Credentials(
+            given["access_key"],
+            given["secret_key"],
+            {name: value for name, value in given.items() if name not in ("access_key", "secret_key")},
+        )
+        complete = all(given.values()) and not self.errors
+        # The venue's format rules, for every field that was filled in (an empty one already
+        # says "Paste your ..."); rules about the pair only once every field is there.
+        problems = {
+            field: message
+            for field, message in self.venue.validate(credentials).items()
+            if (field == "__all__" and complete) or given.get(field)
+        }
+        for field, message in problems.items():
+            self.add_error(None if field == "__all__" else field, message)
+        if complete and not problems:
+            self._check_not_connected(given["access_key"])
+        return data
+
+    def _check_not_connected(self, access_key: str) -> None:
         fingerprint = access_key_fingerprint(access_key)
-        existing = ExchangeConnection.objects.filter(
-            Q(access_key_fingerprint=fingerprint) | Q(pending_fingerprint=fingerprint)
-        ).first()
+        existing = (
+            ExchangeConnection.objects.filter(exchange=self.venue.id)
+            .filter(Q(access_key_fingerprint=fingerprint) | Q(pending_fingerprint=fingerprint))
+            .first()
+        )
         if existing is not None and existing == self.replacing:
             self.add_error("access_key", "This is the key this connection already uses.")
         elif existing is not None:
@@ -92,16 +90,22 @@ class HtxConnectionForm(forms.Form):
                 self.add_error(
                     "access_key",
                     "This API key is already connected to another account here. "
-                    "Create a separate key on HTX for this account.",
+                    f"Create a separate key on {self.venue.name} for this account.",
                 )
-        return data
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The cleaned credential fields, by name."""
+        return {spec.name: self.cleaned_data[spec.name] for spec in self.venue.credential_fields}
 
 
-class ReplaceKeysForm(HtxConnectionForm):
+class ReplaceKeysForm(ConnectionForm):
     """A new key for an existing connection: same checks, no label."""
 
     label = None
 
 
 class RenameForm(forms.Form):
-    label = forms.CharField(required=False, max_length=64, strip=True, help_text="Leave empty to show “HTX”.")
+    label = forms.CharField(
+        required=False, max_length=64, strip=True, help_text="Leave empty to show the exchange's name."
+    )

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import logging
 
-from exchanges.venues.htx.client import redact
+from . import registry
 
 
 class RedactSigningParams(logging.Filter):
-    """Blank AccessKeyId/Signature in any record that carries a signed HTX URL."""
+    """Blank every venue's signing parameters and key headers (HTX's AccessKeyId/Signature,
+    and each venue's own, see Venue.redact) in any record that carries them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = message
+        for venue in registry.venues():
+            cleaned = venue.redact(cleaned)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True

@@ -16,16 +16,15 @@ PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_finge
 QUEUED_NOTICE_AFTER = timedelta(seconds=10)
 
 
-class Exchange(models.TextChoices):
-    HTX = "htx", "HTX"
-
-
 class Status(models.TextChoices):
     VERIFYING = "verifying", "Verifying"
     CONNECTED = "connected", "Connected"
     EXPIRED = "expired", "Expired"
     WITHDRAW_ENABLED = "withdraw_enabled", "Withdrawal enabled"
     INCORRECT_PERMISSIONS = "incorrect_permissions", "Incorrect permissions"
+    # The key reads, but the venue took its trading right away (some venues do so after a
+    # while without an IP restriction): balances keep refreshing.
+    TRADING_EXPIRED = "trading_expired", "Trading expired"
     INVALID = "invalid", "Invalid"
     IP_NOT_ALLOWED = "ip_not_allowed", "IP not allowed"
     TEMPORARY = "temporary", "Temporary issue"
@@ -53,7 +52,8 @@ class ExchangeConnection(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exchange_connections"
     )
-    exchange = models.CharField(max_length=16, choices=Exchange.choices, default=Exchange.HTX)
+    # A venue id (exchanges.registry): the choices come from settings.VENUES, not a migration.
+    exchange = models.CharField(max_length=32, default="htx")
     label = models.CharField(max_length=64, blank=True)
 
     # Key material. Encrypted at rest (Fernet, FERNET_KEYS); NULL once destroyed. The keyed
@@ -71,23 +71,28 @@ class ExchangeConnection(models.Model):
     # True once the key has verified successfully at least once.
     established = models.BooleanField(default=False)
 
-    htx_uid = models.BigIntegerField(null=True, blank=True)
-    # False for sub-user keys: HTX refuses to describe them (permissions, IPs, expiry).
+    # What the venue said about the key at the last check (exchanges.venues.kit.types.KeyFacts).
+    account_uid = models.CharField(max_length=64, blank=True)  # the venue's account id
+    # False when the venue would not describe the key (HTX sub-user keys): permissions, IPs and
+    # expiry unknown.
     key_info_known = models.BooleanField(default=True)
-    permissions = models.CharField(max_length=64, blank=True)
+    permissions = models.TextField(blank=True)  # the venue's names of the permissions on, comma-separated
+    key_flags = models.JSONField(default=list, blank=True)  # [[name, on, danger]] in the venue's words
     ip_addresses = models.TextField(blank=True)
+    ip_restricted = models.BooleanField(null=True, blank=True)  # None: not known
     key_expires_at = models.DateTimeField(null=True, blank=True)
+    trading_expires_at = models.DateTimeField(null=True, blank=True)  # the trading right's expiry
     clock_skew_ms = models.IntegerField(null=True, blank=True)
 
     total_usdt = ExactDecimalField(null=True, blank=True)
     total_btc = ExactDecimalField(null=True, blank=True)
     # From the last good snapshot, kept on the row so the list needs no extra query.
-    accounts_read = models.JSONField(default=list, blank=True)  # HTX account types read
+    accounts_read = models.JSONField(default=list, blank=True)  # wallets (account types) read
     accounts_unread = models.JSONField(default=list, blank=True)  # [{"type", "id", "reason"}]
     unpriced = models.JSONField(default=list, blank=True)  # currencies with no route to USDT
 
     # A replacement key waiting for its check (Replace keys): the current key stays in use
-    # until the new one has proved to be a working key of the same HTX account.
+    # until the new one has proved to be a working key of the same account on the venue.
     pending_access_key = EncryptedTextField(null=True, editable=False)
     pending_secret_key = EncryptedTextField(null=True, editable=False)
     pending_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
@@ -130,7 +135,19 @@ class ExchangeConnection(models.Model):
         indexes = [models.Index(fields=["status", "next_check_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_exchange_display()} {self.masked_access_key} ({self.status})"
+        return f"{self.exchange_name} {self.masked_access_key} ({self.status})"
+
+    @property
+    def venue(self):
+        from .registry import get
+
+        return get(self.exchange)
+
+    @property
+    def exchange_name(self) -> str:
+        from .registry import name_of
+
+        return name_of(self.exchange)
 
     @property
     def masked_access_key(self) -> str:
@@ -138,7 +155,7 @@ class ExchangeConnection(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.label or self.get_exchange_display()
+        return self.label or self.exchange_name
 
     @property
     def has_keys(self) -> bool:
@@ -181,7 +198,7 @@ class BalanceSnapshot(models.Model):
     taken_at = models.DateTimeField(auto_now_add=True, db_index=True)
     total_usdt = ExactDecimalField()
     total_btc = ExactDecimalField(null=True)
-    account_types = models.JSONField(default=list)  # HTX account types that were read
+    account_types = models.JSONField(default=list)  # wallets (account types) that were read
     accounts_unread = models.JSONField(default=list)  # [{"type", "id", "reason"}]
     unpriced = models.JSONField(default=list)  # currencies with no route to USDT
     # Balance lines that are neither holdings nor debt (e.g. loan-available), kept as sent.
@@ -199,9 +216,9 @@ class BalanceLine(models.Model):
     snapshot = models.ForeignKey(BalanceSnapshot, on_delete=models.CASCADE, related_name="lines")
     account_type = models.CharField(max_length=32, default="spot")
     currency = models.CharField(max_length=32)
-    available = ExactDecimalField()  # HTX "trade"
-    in_orders = ExactDecimalField()  # HTX "frozen"
-    debt = ExactDecimalField(default=0)  # HTX "loan" + "interest" (margin), zero or negative
+    available = ExactDecimalField()  # free to trade (HTX "trade")
+    in_orders = ExactDecimalField()  # held by open orders (HTX "frozen")
+    debt = ExactDecimalField(default=0)  # borrowed + interest (margin), zero or negative
     total = ExactDecimalField()  # available + in orders
     price_usdt = ExactDecimalField(null=True)
     value_usdt = ExactDecimalField(null=True)

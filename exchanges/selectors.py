@@ -1,4 +1,4 @@
-"""Reads. Pages render from the database only; nothing here calls HTX."""
+"""Reads. Pages render from the database only; nothing here calls an exchange."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from django.db.models import CharField, OuterRef, Q, Subquery, Value
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from . import registry
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 
-# Decrypting is for the HTX client only: pages never load key material.
+# Decrypting is for the venue clients only: pages never load key material.
 _KEY_FIELDS = ("access_key", "secret_key", "pending_access_key", "pending_secret_key")
 
 
@@ -52,7 +53,8 @@ def connections_submitted_since(user, *, seconds: float) -> int:
 
 # --- My Exchanges and the detail page ---------------------------------------------------------
 
-WORKING = (Status.CONNECTED, Status.TEMPORARY)  # statuses whose (last good) balance counts
+# Statuses whose (last good) balance counts: a key whose trading right expired still reads.
+WORKING = (Status.CONNECTED, Status.TRADING_EXPIRED, Status.TEMPORARY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class Portfolio:
     change_24h: Decimal | None  # USDT, against the snapshots of 24 hours ago
     change_24h_pct: Decimal | None
     allocation: list[tuple[str, Decimal]]  # (asset, USDT value) across working connections
+    by_exchange: list[tuple[str, Decimal]]  # (exchange, USDT value) of working connections
 
 
 def portfolio_for_user(user) -> Portfolio:
@@ -97,6 +100,10 @@ def portfolio_for_user(user) -> Portfolio:
     for currency, value in rows.values_list("currency", "value_usdt"):
         asset = currency.upper()
         allocation[asset] = allocation.get(asset, Decimal(0)) + value
+    exchanges: dict[str, Decimal] = {}
+    for c in working:
+        name = registry.name_of(c.exchange)
+        exchanges[name] = exchanges.get(name, Decimal(0)) + c.total_usdt
     return Portfolio(
         connections=connections,
         total_usdt=total,
@@ -104,6 +111,7 @@ def portfolio_for_user(user) -> Portfolio:
         change_24h=change,
         change_24h_pct=pct,
         allocation=sorted(allocation.items(), key=lambda item: -item[1]),
+        by_exchange=sorted(exchanges.items(), key=lambda item: -item[1]),
     )
 
 

@@ -1,6 +1,7 @@
 """Writes a user asks for: connecting a key, replacing, renaming, refreshing, removing.
 
-Checking keys with HTX is the worker's job, in ``exchanges.checks``; nothing here calls HTX.
+Checking keys with the exchange is the worker's job, in ``exchanges.keycheck``; nothing here
+calls an exchange.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.models import SecurityEvent
 from accounts.services import security_log
 
+from .dispatch import enqueue_check
 from .models import PENDING_KEY_FIELDS, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 
 
@@ -54,8 +56,6 @@ def connection_create(
     The form has already cleaned the input and looked for duplicates; the unique constraint on
     the fingerprint settles a race between two submissions of the same key.
     """
-    from .tasks import enqueue_check
-
     try:
         with transaction.atomic():
             # Earlier failed attempts hold no key material; a new attempt replaces them.
@@ -82,14 +82,6 @@ def connection_create(
     return connection
 
 
-def connection_check_not_sent(connection_id: int) -> None:
-    """The broker refused a submission's check: mark it due now, so its pages say verification
-    is queued (ExchangeConnection.awaiting_worker) until the sweeper has sent it."""
-    ExchangeConnection.objects.filter(pk=connection_id, status=Status.VERIFYING).update(
-        next_check_at=timezone.now()
-    )
-
-
 def connection_dismiss(*, connection: ExchangeConnection) -> None:
     """Delete a connection that is not in use, with any key it still holds: a failed attempt,
     a first attempt still being retried (the user gives up on it), or a connection whose key
@@ -113,7 +105,7 @@ def connection_rename(*, connection: ExchangeConnection, label: str) -> None:
 
 def connection_remove(*, connection: ExchangeConnection) -> None:
     """Delete the connection with its keys, balances and history. The key itself still exists
-    on HTX: the page offers the link to delete it there too."""
+    on the exchange: the page offers the link to delete it there too."""
     with transaction.atomic():
         security_log(
             user=connection.owner,
@@ -125,8 +117,6 @@ def connection_remove(*, connection: ExchangeConnection) -> None:
 
 def connection_refresh_now(*, connection: ExchangeConnection) -> None:
     """Queue a check now, at most once per REFRESH_NOW_MIN_SECONDS per connection."""
-    from .tasks import enqueue_check
-
     if not connection.has_keys:
         raise NoKeyError
     now = timezone.now()
@@ -145,8 +135,6 @@ def connection_refresh_now(*, connection: ExchangeConnection) -> None:
 @sensitive_variables("access_key", "secret_key")
 def connection_replace_keys(*, connection: ExchangeConnection, access_key: str, secret_key: str) -> None:
     """Hold a new key beside the current one until a worker has checked it."""
-    from .tasks import enqueue_check
-
     try:
         with transaction.atomic():
             connection.pending_access_key = access_key
@@ -154,7 +142,8 @@ def connection_replace_keys(*, connection: ExchangeConnection, access_key: str, 
             connection.pending_fingerprint = access_key_fingerprint(access_key)
             connection.replacement_error = ""
             connection.save(update_fields=[*PENDING_KEY_FIELDS, "replacement_error", "updated_at"])
-            # No part of the new key yet: until HTX knows it, it may be a secret in the wrong field.
+            # No part of the new key yet: until the exchange knows it, it may be a secret in the
+            # wrong field.
             ConnectionEvent.objects.create(
                 connection=connection,
                 status=connection.status,

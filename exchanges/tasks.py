@@ -20,10 +20,8 @@ import redis
 from celery import shared_task
 from django import db
 from django.conf import settings
-from django.db import transaction
-from kombu.exceptions import OperationalError
 
-from . import checks, selectors, services
+from . import keycheck, selectors, services, venue_state
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ CHECK_TASK_OPTIONS = {
 @shared_task(**CHECK_TASK_OPTIONS)
 def check_connection(connection_id: int) -> str | None:
     _unmark_queued([connection_id])
-    return checks.connection_check(connection_id=connection_id)
+    return keycheck.connection_check(connection_id=connection_id)
 
 
 @shared_task(**CHECK_TASK_OPTIONS)
@@ -51,7 +49,7 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
     """Several checks in one message, one after the other (see CHECK_BATCH_SIZE). Retried as a
     whole: the checks already done are no longer due, so they are not repeated."""
     _unmark_queued(connection_ids)
-    return [checks.connection_check(connection_id=connection_id) for connection_id in connection_ids]
+    return [keycheck.connection_check(connection_id=connection_id) for connection_id in connection_ids]
 
 
 # The sweeper marks what it sends, so a row still waiting in the queue (a wave longer than
@@ -64,7 +62,7 @@ QUEUED_MARK = "exchanges:queued:{}"
 def _mark_queued(ids: list[int]) -> list[int]:
     """The ids not already waiting in the queue, now marked as sent."""
     ttl = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    pipe = checks.redis_client().pipeline(transaction=False)
+    pipe = venue_state.redis_client().pipeline(transaction=False)
     for connection_id in ids:
         pipe.set(QUEUED_MARK.format(connection_id), 1, nx=True, ex=ttl)
     return [connection_id for connection_id, fresh in zip(ids, pipe.execute(), strict=True) if fresh]
@@ -72,7 +70,7 @@ def _mark_queued(ids: list[int]) -> list[int]:
 
 def _unmark_queued(ids: list[int]) -> None:
     with contextlib.suppress(redis.RedisError):  # if Redis is gone, the mark lapses by itself
-        checks.redis_client().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
+        venue_state.redis_client().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
 
 
 @shared_task(ignore_result=True)
@@ -96,19 +94,3 @@ def queue_due_checks() -> int:
 @shared_task(ignore_result=True)
 def prune_snapshots() -> int:
     return services.snapshots_prune()
-
-
-def _send_check(connection_id: int) -> None:
-    try:
-        check_connection.delay(connection_id)
-    except OperationalError:
-        # The broker is down. The row is saved as Verifying, so queue_due_checks queues it
-        # once the broker is back: the user's submission is not lost, and is shown as queued.
-        logger.warning("Broker unavailable; connection %s will be queued by the sweeper", connection_id)
-        services.connection_check_not_sent(connection_id)
-
-
-def enqueue_check(connection_id: int) -> None:
-    """Queue a check once the surrounding transaction commits, so a worker never looks for a
-    row it cannot see yet (Celery's ``delay_on_commit``, plus surviving a broker outage)."""
-    transaction.on_commit(lambda: _send_check(connection_id))

@@ -1,38 +1,34 @@
-"""Value HTX balances in USDT (and BTC) from HTX's own tickers. Pure functions, Decimal only.
+"""Value a venue's wallet lines in USDT (and BTC) from the venue's own prices. Pure functions,
+Decimal only.
 
-What each HTX balance line type means here (docs/htx.md has the full table):
-
-- ``trade``: available; ``frozen``: held by open orders. Both are holdings.
-- ``loan`` and ``interest`` (margin accounts, negative numbers): debt, subtracted from the
-  account's value, so a margin account counts for what the trader owns, not what was borrowed.
-- anything else (``transfer-out-available``, ``loan-available``, ``lock``, ...): derived or
-  unknown figures. Kept as they are for display, never added to a value.
+Prices come keyed by upper-case concatenated symbol (``BTCUSDT``), as every venue's client
+gives them (``VenueClient.prices``). An asset is valued through its USDT pair, else through BTC
+or ETH (``XYZBTC × BTCUSDT``), else through an inverted pair (``USDTTRY`` for a fiat balance),
+else it is listed as unpriced: never dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from exchanges.venues.htx.types import AccountBalance
+from exchanges.venues.kit.types import BalanceRead, OtherLine
 
 ZERO = Decimal(0)
-QUOTE = "usdt"
+QUOTE = "USDT"
 # Tried in order when a coin has no USDT pair: coin -> bridge -> USDT.
-BRIDGES = ("btc", "eth")
-HOLDING_TYPES = {"trade": "available", "frozen": "in_orders"}
-DEBT_TYPES = ("loan", "interest")
+BRIDGES = ("BTC", "ETH")
 
 
 @dataclass(frozen=True, slots=True)
 class Holding:
-    account_type: str
-    currency: str
+    account_type: str  # the wallet
+    currency: str  # as the venue writes it
     available: Decimal
     in_orders: Decimal
     debt: Decimal  # zero or negative
-    price_usdt: Decimal | None  # None: no route to USDT in HTX's tickers
+    price_usdt: Decimal | None  # None: no route to USDT in the venue's prices
 
     @property
     def total(self) -> Decimal:
@@ -49,14 +45,6 @@ class Holding:
 
 
 @dataclass(frozen=True, slots=True)
-class OtherLine:
-    account_type: str
-    currency: str
-    type: str
-    balance: Decimal
-
-
-@dataclass(frozen=True, slots=True)
 class Valuation:
     holdings: tuple[Holding, ...]
     total_usdt: Decimal
@@ -70,48 +58,48 @@ class Valuation:
 
 
 def price_in_usdt(currency: str, prices: Mapping[str, Decimal]) -> Decimal | None:
-    if currency == QUOTE:
+    asset = currency.upper()
+    if asset == QUOTE:
         return Decimal(1)
-    direct = prices.get(f"{currency}{QUOTE}")
+    direct = prices.get(asset + QUOTE)
     if direct is not None:
         return direct
     for bridge in BRIDGES:
-        cross, bridge_price = prices.get(f"{currency}{bridge}"), prices.get(f"{bridge}{QUOTE}")
+        cross, bridge_price = prices.get(asset + bridge), prices.get(bridge + QUOTE)
         if cross is not None and bridge_price is not None:
             return cross * bridge_price
+    inverse = prices.get(QUOTE + asset)
+    if inverse:
+        return 1 / inverse
     return None
 
 
-def value_balances(balances: Iterable[AccountBalance], prices: Mapping[str, Decimal]) -> Valuation:
-    """Per account type and currency: available, in orders and debt; valued net of debt."""
-    amounts: dict[tuple[str, str], dict[str, Decimal]] = {}
-    other: list[OtherLine] = []
-    account_types: list[str] = []
-    for balance in balances:
-        kind = balance.account.type
-        if kind not in account_types:
-            account_types.append(kind)
-        for line in balance.lines:
-            slot = amounts.setdefault(
-                (kind, line.currency), {"available": ZERO, "in_orders": ZERO, "debt": ZERO}
-            )
-            if line.type in HOLDING_TYPES:
-                slot[HOLDING_TYPES[line.type]] += line.balance
-            elif line.type in DEBT_TYPES:
-                slot["debt"] += line.balance
-            elif line.balance:
-                other.append(OtherLine(kind, line.currency, line.type, line.balance))
+def value_lines(read: BalanceRead, prices: Mapping[str, Decimal]) -> Valuation:
+    """Per wallet and asset: available, in orders and debt; valued net of debt."""
+    amounts: dict[tuple[str, str], list[Decimal]] = {}
+    for line in read.lines:
+        slot = amounts.setdefault((line.wallet, line.asset), [ZERO, ZERO, ZERO])
+        slot[0] += line.available
+        slot[1] += line.in_orders
+        slot[2] += line.debt
     holdings = [
-        Holding(account_type=kind, currency=currency, price_usdt=price_in_usdt(currency, prices), **slot)
-        for (kind, currency), slot in sorted(amounts.items())
-        if any(slot.values())
+        Holding(
+            account_type=wallet,
+            currency=asset,
+            available=available,
+            in_orders=in_orders,
+            debt=debt,
+            price_usdt=price_in_usdt(asset, prices),
+        )
+        for (wallet, asset), (available, in_orders, debt) in sorted(amounts.items())
+        if available or in_orders or debt
     ]
     total = sum((h.value_usdt for h in holdings if h.value_usdt is not None), ZERO)
-    btc_price = prices.get(f"btc{QUOTE}")
+    btc_price = prices.get("BTC" + QUOTE)
     return Valuation(
         holdings=tuple(holdings),
         total_usdt=total,
         total_btc=total / btc_price if btc_price else None,
-        account_types=tuple(account_types),
-        other_lines=tuple(other),
+        account_types=read.wallets,
+        other_lines=read.other,
     )

@@ -24,10 +24,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from redis import RedisError
 
-from . import charts, selectors, services
+from . import charts, registry, selectors, services
 from .explain import explain
-from .forms import HtxConnectionForm, RenameForm, ReplaceKeysForm
-from .models import Exchange, Status
+from .forms import ConnectionForm, RenameForm, ReplaceKeysForm
+from .models import Status
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def sensitive_action(view):
 
 def _connect_rate_limited(request: HttpRequest) -> bool:
     """Each key submission costs one of the user's and the IP's connect attempts, so this site
-    cannot be used to test stolen keys against HTX (ACCOUNT_RATE_LIMITS["connect_key"]).
+    cannot be used to test stolen keys against an exchange (ACCOUNT_RATE_LIMITS["connect_key"]).
 
     The counters live in Redis. While Redis is down the submission is still taken (it is
     verified once Redis is back, and the user is told so), within the per-user part of the same
@@ -119,14 +119,18 @@ def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) 
 def connection_list(request: HttpRequest) -> HttpResponse:
     portfolio = selectors.portfolio_for_user(request.user)
     statuses = {c.status for c in portfolio.connections}
+    by = "exchange" if request.GET.get("by") == "exchange" else "asset"
+    slices = portfolio.by_exchange if by == "exchange" else portfolio.allocation
     # The list itself polls slowly while a key is being retried; rows in flight poll themselves.
     context = {
         "portfolio": portfolio,
         "connections": portfolio.connections,
         "poll": "10s" if Status.TEMPORARY in statuses else "",
-        "allocation": charts.allocation_rows(portfolio.allocation),
-        "allocation_svg": charts.allocation_donut(portfolio.allocation, id_prefix="allocation"),
+        "allocation_by": by,
+        "allocation": charts.allocation_rows(slices),
+        "allocation_svg": charts.allocation_donut(slices, id_prefix="allocation"),
         "stale_after": _stale_after(request),
+        "venues": registry.venues(),
     }
     template = "exchanges/connection_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -183,7 +187,9 @@ def connection_holdings_csv(request: HttpRequest, pk: int) -> HttpResponse:
     holdings = selectors.holdings_for(connection, sort="asset", descending=False)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     taken = holdings.snapshot.taken_at.strftime("%Y%m%d-%H%M") if holdings.snapshot else "empty"
-    response["Content-Disposition"] = f'attachment; filename="htx-{connection.pk}-holdings-{taken}.csv"'
+    response["Content-Disposition"] = (
+        f'attachment; filename="{connection.exchange}-{connection.pk}-holdings-{taken}.csv"'
+    )
     writer = csv.writer(response)
     writer.writerow(
         [
@@ -241,13 +247,15 @@ def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_modal(request, "exchanges/connection_rename_modal.html", {"c": connection, "form": form})
 
 
-@sensitive_post_parameters("access_key", "secret_key")
+@sensitive_post_parameters("access_key", "secret_key", "passphrase")
 @login_required
 @require_http_methods(["GET", "POST"])
 @sensitive_action
 def connection_replace(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(request.user, pk)
-    form = ReplaceKeysForm(request.POST or None, owner=request.user, replacing=connection)
+    form = ReplaceKeysForm(
+        request.POST or None, venue=connection.venue, owner=request.user, replacing=connection
+    )
     if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
         form.add_error(None, CONNECT_LIMIT_MESSAGE)
     if request.method == "POST" and form.is_valid():
@@ -282,7 +290,9 @@ def _replacement_response(request: HttpRequest, connection) -> HttpResponse:
     context = {
         "c": connection,
         "done": done,
-        "form": ReplaceKeysForm(replacing=connection) if done and connection.replacement_error else None,
+        "form": ReplaceKeysForm(venue=connection.venue, replacing=connection)
+        if done and connection.replacement_error
+        else None,
         "poll_url": reverse("exchanges:connection-replacement", args=[connection.pk]),
     }
     response = _render_modal(request, "exchanges/connection_replacement_modal.html", context)
@@ -302,45 +312,46 @@ def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         name = f"{connection.display_name} ({connection.masked_access_key})"
         services.connection_remove(connection=connection)
+        venue_name = connection.venue.name
         messages.success(
             request,
-            f"{name} was removed, with its key. You can also delete the key on HTX's API Management page.",
+            f"{name} was removed, with its key. You can also delete the key on {venue_name}'s "
+            "API Management page.",
         )
         return _close_and_refresh() if request.htmx else redirect("exchanges:connection-list")
-    return _render_modal(
-        request,
-        "exchanges/connection_remove_modal.html",
-        {"c": connection, "htx_api_management_url": settings.HTX_API_MANAGEMENT_URL},
-    )
+    return _render_modal(request, "exchanges/connection_remove_modal.html", {"c": connection})
 
 
 @login_required
 @require_GET
-def help_htx_api_key(request: HttpRequest) -> HttpResponse:
-    return render(request, "exchanges/help_htx_api_key.html", {"egress_ips": settings.EGRESS_IPS})
+def help_api_key(request: HttpRequest, venue_id: str) -> HttpResponse:
+    venue = registry.get_or_404(venue_id)
+    return render(request, venue.help_template, {"venue": venue, "egress_ips": settings.EGRESS_IPS})
 
 
 @login_required
 @require_GET
 def connection_add(request: HttpRequest) -> HttpResponse:
-    return _render_modal(request, "exchanges/connection_add_modal.html", {})
+    return _render_modal(request, "exchanges/connection_add_modal.html", {"venues": registry.venues()})
 
 
-@sensitive_post_parameters("access_key", "secret_key")
+@sensitive_post_parameters("access_key", "secret_key", "passphrase")
 @login_required
 @require_http_methods(["GET", "POST"])
-def connection_add_htx(request: HttpRequest) -> HttpResponse:
-    form = HtxConnectionForm(request.POST or None, owner=request.user)
+def connection_add_venue(request: HttpRequest, venue_id: str) -> HttpResponse:
+    venue = registry.get_or_404(venue_id)
+    form = ConnectionForm(request.POST or None, venue=venue, owner=request.user)
+    context = {"form": form, "venue": venue}
     if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
         form.add_error(None, CONNECT_LIMIT_MESSAGE)
     if request.method == "POST" and form.is_valid():
         try:
             connection = services.connection_create(
-                owner=request.user, exchange=Exchange.HTX, **form.cleaned_data
+                owner=request.user, exchange=venue.id, label=form.cleaned_data["label"], **form.credentials
             )
         except services.DuplicateKeyError:
             form.add_error("access_key", "This API key was connected a moment ago. Refresh My Exchanges.")
-            return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})
+            return _render_modal(request, "exchanges/connection_venue_modal.html", context)
         if not request.htmx:
             return redirect("exchanges:connection-verification", pk=connection.pk)
         # Read again: sending the check (after commit) marks it queued when the broker is down.
@@ -349,7 +360,7 @@ def connection_add_htx(request: HttpRequest) -> HttpResponse:
         )
         response["HX-Trigger"] = "connectionChanged"
         return response
-    return _render_modal(request, "exchanges/connection_htx_modal.html", {"form": form})
+    return _render_modal(request, "exchanges/connection_venue_modal.html", context)
 
 
 @login_required
@@ -380,7 +391,7 @@ def connection_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _verification_poll_delay(connection) -> str:
     """A worker usually checks a key in well under a second: look again soon at first, then
-    every second, and every 5 s while HTX is being retried or no worker has the key yet."""
+    every second, and every 5 s while the exchange is being retried or no worker has the key yet."""
     if connection.status == Status.TEMPORARY or connection.awaiting_worker:
         return "5s"
     if timezone.now() - connection.updated_at < timedelta(seconds=3):
@@ -392,11 +403,14 @@ def _verification_response(request: HttpRequest, connection) -> HttpResponse:
     done = connection.status not in (Status.VERIFYING, Status.TEMPORARY)
     context = {
         "connection": connection,
-        "explanation": explain(connection.status, connection.error_kind, connection.error_detail),
+        "explanation": explain(
+            connection.status, connection.error_kind, connection.error_detail, venue=connection.venue
+        ),
         "done": done,
+        "venue": connection.venue,
         "form": None
         if not done or connection.status == Status.CONNECTED
-        else HtxConnectionForm(initial={"label": connection.label}),
+        else ConnectionForm(venue=connection.venue, initial={"label": connection.label}),
         "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
         "poll_delay": _verification_poll_delay(connection),
     }

@@ -72,16 +72,18 @@ def _clean_redis():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_htx_state():
-    """Each test starts without shared tickers, this process's clock offset or HTX windows."""
-    from exchanges import checks
+def _fresh_venue_state():
+    """Each test starts without shared prices, this process's clock offsets or venue windows."""
+    from exchanges import registry, venue_state
 
-    cache.delete(checks.TICKERS_CACHE_KEY)
-    checks.forget_process_state()
-    gate = checks.htx_gate()
-    keys = [*gate.client.scan_iter(f"{gate.prefix}:*"), *gate.client.scan_iter("exchanges:queued:*")]
+    venue_state.forget_process_state()
+    client = venue_state.redis_client()
+    keys = list(client.scan_iter("exchanges:queued:*"))
+    for venue in registry.venues():
+        cache.delete(venue_state.PRICES_CACHE_KEY.format(venue.id))
+        keys += client.scan_iter(f"{venue_state.gate_for(venue).prefix}:*")
     if keys:
-        gate.client.delete(*keys)
+        client.delete(*keys)
 
 
 # --- People ----------------------------------------------------------------------------------

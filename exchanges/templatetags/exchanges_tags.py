@@ -59,18 +59,26 @@ def btc(value: Decimal | None) -> str:
 
 @register.filter
 def explanation(connection: ExchangeConnection) -> Explanation:
-    return explain(connection.status, connection.error_kind, connection.error_detail)
+    return explain(connection.status, connection.error_kind, connection.error_detail, venue=connection.venue)
+
+
+def _days_left(moment) -> int:
+    # Whole days left, counting a started day: a key valid for 5 more days says 5.
+    return max(math.ceil((moment - timezone.now()).total_seconds() / 86400), 0)
 
 
 @register.simple_tag
 def status_badge(connection: ExchangeConnection) -> str:
-    e = explain(connection.status, connection.error_kind)
+    e = explain(connection.status, connection.error_kind, venue=connection.venue)
     label, tone = connection.get_status_display(), e.tone
-    if connection.status == Status.CONNECTED and connection.key_expires_at:
-        # Whole days left, counting a started day: a key valid for 5 more days says 5.
-        days = math.ceil((connection.key_expires_at - timezone.now()).total_seconds() / 86400)
-        if days <= EXPIRY_WARNING_DAYS:
-            label, tone = f"Expires in {max(days, 0)} days", "warn"
+    if connection.status == Status.CONNECTED:
+        # The whole key's expiry first (nothing works after it), then the trading right's.
+        if connection.key_expires_at and _days_left(connection.key_expires_at) <= EXPIRY_WARNING_DAYS:
+            label, tone = f"Expires in {_days_left(connection.key_expires_at)} days", "warn"
+        elif (
+            connection.trading_expires_at and _days_left(connection.trading_expires_at) <= EXPIRY_WARNING_DAYS
+        ):
+            label, tone = f"Trading expires in {_days_left(connection.trading_expires_at)} days", "warn"
     spinner = mark_safe('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
     return format_html(
         '<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
@@ -87,13 +95,16 @@ def split_commas(value: str) -> list[str]:
 
 
 @register.filter
-def skew(milliseconds: int) -> str:
-    """How far our clock is from HTX's; signing corrects for it either way."""
+def skew(milliseconds: int, venue_name: str = "the exchange") -> str:
+    """How far our clock is from the venue's; signing corrects for it either way."""
     if abs(milliseconds) < 1000:
-        return f"In sync with HTX (within {abs(milliseconds)} ms)"
+        return f"In sync with {venue_name} (within {abs(milliseconds)} ms)"
     seconds = abs(milliseconds) / 1000
     direction = "behind" if milliseconds > 0 else "ahead of"
-    return f"This server's clock is {seconds:,.1f} s {direction} HTX's; requests are signed with HTX's time"
+    return (
+        f"This server's clock is {seconds:,.1f} s {direction} {venue_name}'s; requests are signed "
+        f"with {venue_name}'s time"
+    )
 
 
 @register.filter
@@ -109,7 +120,8 @@ def signed_pct(value: Decimal) -> str:
 @register.filter
 def is_stale(connection: ExchangeConnection, stale_after) -> bool:
     """A working connection whose last good balance is older than twice the refresh interval."""
-    if connection.status not in (Status.CONNECTED, Status.TEMPORARY) or connection.last_refreshed_at is None:
+    working = (Status.CONNECTED, Status.TRADING_EXPIRED, Status.TEMPORARY)
+    if connection.status not in working or connection.last_refreshed_at is None:
         return False
     return bool(stale_after) and timezone.now() - connection.last_refreshed_at > stale_after
 
@@ -121,6 +133,7 @@ _HELP_ANCHORS = {
     Status.INCORRECT_PERMISSIONS: "status-incorrect-permissions",
     Status.WITHDRAW_ENABLED: "status-withdraw-enabled",
     Status.TEMPORARY: "status-temporary",
+    Status.TRADING_EXPIRED: "status-trading-expired",
 }
 
 

@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 
 from exchanges.models import ExchangeConnection
 from exchanges.templatetags.exchanges_tags import usdt
+from exchanges.venues.htx.venue import HTX
 from tests.conftest import demo_key, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -213,7 +214,7 @@ def test_remove_names_the_connection_links_to_htx_and_deletes_it(
     dialog = page.locator("dialog.modal")
     expect(dialog.get_by_role("heading")).to_have_text(f"Remove HTX ({MASKED_GOOD})?")
     htx_link = dialog.get_by_role("link", name="HTX API Management")
-    expect(htx_link).to_have_attribute("href", settings.HTX_API_MANAGEMENT_URL)
+    expect(htx_link).to_have_attribute("href", HTX.api_management_url)
     screenshot(page, "14-remove-confirm")
 
     dialog.get_by_role("button", name="Remove HTX").click()

@@ -9,9 +9,10 @@ import pytest
 import redis
 from django.utils import timezone
 
-from exchanges import checks, services, tasks
-from exchanges.venues.kit.gate import Gate
+from exchanges import keycheck, services, tasks, venue_state
 from exchanges.models import ExchangeConnection, Status
+from exchanges.venues.htx.venue import HTX
+from exchanges.venues.kit.gate import Gate
 from tests.conftest import demo_key
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,7 @@ def _connected(owner, sandbox) -> ExchangeConnection:
     connection = services.connection_create(
         owner=owner, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
     )
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     return connection
 
 
@@ -42,7 +43,7 @@ def _calls(sandbox, action) -> dict[str, int]:
 def test_a_refresh_of_a_known_key_costs_htx_three_requests(sandbox, alice):
     connection = _connected(alice, sandbox)
     _make_due(connection.pk)
-    calls = _calls(sandbox, lambda: checks.connection_check(connection_id=connection.pk))
+    calls = _calls(sandbox, lambda: keycheck.connection_check(connection_id=connection.pk))
     # Key info, accounts, and one balance per account the key sees; not the clock, the UID
     # (a key never changes account) or the tickers (shared for TICKERS_CACHE_SECONDS).
     accounts = len(sandbox.accounts[GOOD[0]]["accounts"])
@@ -56,9 +57,9 @@ def test_the_clock_is_measured_once_per_process_and_again_after_htx_refuses_a_ti
         600_000  # beyond HTX's 5 minutes: HTX's clock moves: our cached offset is now wrong
     )
     _make_due(first.pk)
-    assert checks.connection_check(connection_id=first.pk) == Status.TEMPORARY  # refused once
+    assert keycheck.connection_check(connection_id=first.pk) == Status.TEMPORARY  # refused once
     _make_due(first.pk)
-    assert checks.connection_check(connection_id=first.pk) == Status.CONNECTED  # measured again
+    assert keycheck.connection_check(connection_id=first.pk) == Status.CONNECTED  # measured again
     first.refresh_from_db()
     assert abs(first.clock_skew_ms - 600_000) < 2_000
 
@@ -124,9 +125,9 @@ def test_without_redis_a_check_lets_go_of_the_row_and_records_nothing(sandbox, a
     connection = _connected(alice, sandbox)
     before = ExchangeConnection.objects.get(pk=connection.pk)
     dead = Gate(redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.5), cap=5, lease_seconds=5)
-    monkeypatch.setattr(checks, "htx_gate", lambda: dead)
+    monkeypatch.setattr(venue_state, "gate_for", lambda venue: dead)
     _make_due(connection.pk)
-    assert checks.connection_check(connection_id=connection.pk) is None
+    assert keycheck.connection_check(connection_id=connection.pk) is None
     after = ExchangeConnection.objects.get(pk=connection.pk)
     assert after.claimed_until is None  # free for the next sweep at once
     assert (after.status, after.last_checked_at, after.total_usdt) == (
@@ -145,21 +146,22 @@ def test_a_refresh_asked_by_a_web_server_whose_clock_is_ahead_is_done_once(sandb
         refresh_requested_at=ahead, next_check_at=ahead
     )
     _make_due(connection.pk)
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert connection.next_check_at > timezone.now() + timedelta(minutes=4)
-    assert checks.connection_check(connection_id=connection.pk) is None  # not due again
+    assert keycheck.connection_check(connection_id=connection.pk) is None  # not due again
 
 
 def test_no_free_slot_to_htx_is_not_a_status(sandbox, alice, monkeypatch):
     """Our own cap kept the check from HTX: the key's status and balance stay as they were (it
     is not "HTX is rate-limiting you"), and the row is free for the next sweep."""
     connection = _connected(alice, sandbox)
-    full = Gate(checks.htx_gate().client, cap=0, lease_seconds=5, max_wait_seconds=0.05, prefix="test:full")
-    monkeypatch.setattr(checks, "htx_gate", lambda: full)
+    client = venue_state.gate_for(HTX).client
+    full = Gate(client, cap=0, lease_seconds=5, max_wait_seconds=0.05, prefix="test:full")
+    monkeypatch.setattr(venue_state, "gate_for", lambda venue: full)
     _make_due(connection.pk)
     sandbox.stats.reset()
-    assert checks.connection_check(connection_id=connection.pk) is None
+    assert keycheck.connection_check(connection_id=connection.pk) is None
     after = ExchangeConnection.objects.get(pk=connection.pk)
     assert (after.status, after.attempts, after.claimed_until) == (Status.CONNECTED, 0, None)
     assert after.next_check_at <= timezone.now()  # still due: the next sweep sends it

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 import pytest
 
-from exchanges.forms import HtxConnectionForm
+from exchanges.forms import ConnectionForm
 from exchanges.models import ExchangeConnection
 from exchanges.services import access_key_fingerprint
+from exchanges.venues.htx.venue import HTX
 
 KEY = "demo1a2b-c3d4e5f6-0a1b2c3d-4e5f6"
 SECRET = "5f2e8d1c-9a7b3c4d-11223344-aabbc"
 
 
 def _form(owner=None, **data):
-    return HtxConnectionForm({"label": "", "access_key": KEY, "secret_key": SECRET, **data}, owner=owner)
+    data = {"label": "", "access_key": KEY, "secret_key": SECRET, **data}
+    return ConnectionForm(data, venue=HTX, owner=owner)
 
 
 @pytest.mark.django_db

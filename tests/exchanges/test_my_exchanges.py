@@ -13,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from exchanges import checks, selectors, services
+from exchanges import keycheck, selectors, services
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
+from exchanges.venues.htx.venue import HTX
 from tests.conftest import demo_key
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def _connected(sandbox, owner, key=GOOD) -> ExchangeConnection:
     connection = services.connection_create(
         owner=owner, exchange="htx", label="", access_key=key[0], secret_key=key[1]
     )
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     return ExchangeConnection.objects.get(pk=connection.pk)
 
 
@@ -147,7 +148,7 @@ def test_refresh_now_queues_a_check_and_is_rate_limited(
     assert c.refreshing and c.next_check_at <= timezone.now()
     again = alice_client.post(reverse("exchanges:connection-refresh", args=[c.pk]), **HTMX).content.decode()
     assert "refresh again in" in again
-    assert checks.connection_check(connection_id=c.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=c.pk) == Status.CONNECTED
     c.refresh_from_db()
     assert not c.refreshing
 
@@ -178,7 +179,7 @@ def test_replacing_with_a_key_of_the_same_account_installs_it_and_destroys_the_o
     c.refresh_from_db()
     assert c.replacing and c.secret_key == GOOD[1]  # the current key stays in use meanwhile
     snapshots_before = BalanceSnapshot.objects.filter(connection=c).count()
-    assert checks.connection_check(connection_id=c.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=c.pk) == Status.CONNECTED
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert (c.access_key, c.secret_key, c.masked_access_key) == (new_key, new_secret, "demo…5555")
     assert not c.replacing and c.pending_secret_key is None
@@ -194,7 +195,7 @@ def test_replacing_with_a_key_of_another_htx_account_is_refused_and_the_old_key_
         reverse("exchanges:connection-replace", args=[c.pk]),
         {"access_key": OTHER_UID[0], "secret_key": OTHER_UID[1]},
     )
-    checks.connection_check(connection_id=c.pk)
+    keycheck.connection_check(connection_id=c.pk)
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert c.access_key == GOOD[0] and c.secret_key == GOOD[1]
     assert "63628524" in c.replacement_error and "63628520" in c.replacement_error
@@ -207,7 +208,7 @@ def test_replacing_with_a_withdraw_enabled_key_is_refused(alice_client, alice, s
     c = _connected(sandbox, alice)
     key = demo_key("demo: same user, key with withdraw")
     services.connection_replace_keys(connection=c, access_key=key[0], secret_key=key[1])
-    checks.connection_check(connection_id=c.pk)
+    keycheck.connection_check(connection_id=c.pk)
     c = ExchangeConnection.objects.get(pk=c.pk)
     assert c.access_key == GOOD[0] and "Withdrawal" in c.replacement_error
 
@@ -227,7 +228,7 @@ def test_remove_asks_first_naming_the_connection_then_deletes_key_and_history(
     c = _connected(sandbox, alice)
     page = alice_client.get(reverse("exchanges:connection-remove", args=[c.pk])).content.decode()
     assert f"Remove HTX ({c.masked_access_key})?" in page
-    assert settings.HTX_API_MANAGEMENT_URL in page
+    assert HTX.api_management_url in page
     assert ExchangeConnection.objects.filter(pk=c.pk).exists()
     alice_client.post(reverse("exchanges:connection-remove", args=[c.pk]))
     assert not ExchangeConnection.objects.filter(pk=c.pk).exists()
@@ -359,7 +360,7 @@ def test_read_only_views_refuse_post(alice_client, alice, name):
 
 def test_the_help_guide_lists_this_dashboards_ip_addresses(alice_client, settings):
     settings.EGRESS_IPS = ["198.51.100.7", "198.51.100.8"]
-    body = alice_client.get(reverse("exchanges:help-htx-api-key")).content.decode()
+    body = alice_client.get(reverse("exchanges:help-api-key", args=["htx"])).content.decode()
     assert "198.51.100.7" in body and 'id="permissions"' in body and 'id="ip-binding"' in body
 
 
@@ -368,4 +369,4 @@ def test_each_status_explanation_links_to_its_help_section(alice_client, alice):
         owner=alice, status=Status.IP_NOT_ALLOWED, error_kind="ip_not_allowed", established=True
     )
     body = alice_client.get(reverse("exchanges:connection-list")).content.decode()
-    assert reverse("exchanges:help-htx-api-key") + "#status-ip-not-allowed" in body
+    assert reverse("exchanges:help-api-key", args=["htx"]) + "#status-ip-not-allowed" in body

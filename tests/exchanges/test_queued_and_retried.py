@@ -37,7 +37,7 @@ def test_connect_with_the_broker_down_says_verification_is_queued(client, alice)
     client.force_login(alice)
     with web_broker(unused_broker_url()):
         response = client.post(
-            reverse("exchanges:connection-add-htx"),
+            reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": "", "access_key": KEY, "secret_key": SECRET},
             **HTMX,
         )
@@ -75,7 +75,7 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
         for n in range(limit + 1):
             key = f"{KEY[:-5]}{n:05d}"
             response = client.post(
-                reverse("exchanges:connection-add-htx"),
+                reverse("exchanges:connection-add-venue", args=["htx"]),
                 {"label": "", "access_key": key, "secret_key": SECRET},
                 **HTMX,
             )
@@ -115,7 +115,7 @@ def test_a_check_the_database_interrupts_is_retried(monkeypatch):
             raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
         return Status.CONNECTED
 
-    monkeypatch.setattr(tasks.checks, "connection_check", flaky)
+    monkeypatch.setattr(tasks.keycheck, "connection_check", flaky)
     assert tasks.check_connection.apply(args=[7]).get() == Status.CONNECTED
     assert calls == [7, 7, 7]
     assert tasks.check_connection.retry_backoff and tasks.check_connection.retry_backoff_max == 60

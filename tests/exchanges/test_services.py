@@ -9,10 +9,12 @@ import pytest
 from django.db import connection as db
 from django.utils import timezone
 
-from exchanges import checks, selectors, services
-from exchanges.venues.htx.sandbox import load_tickers
+from exchanges import claims, keycheck, recording, selectors, services, venue_state
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.valuation import price_in_usdt
+from exchanges.venues.htx.sandbox import load_tickers
+from exchanges.venues.htx.venue import HTX
+from exchanges.venues.kit.types import Prior
 from tests.conftest import demo_key
 
 pytestmark = pytest.mark.django_db
@@ -32,10 +34,10 @@ def _tickers() -> list[dict]:
 
 def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert connection.established
-    assert connection.htx_uid == sandbox.accounts[GOOD[0]]["uid"]
+    assert connection.account_uid == str(sandbox.accounts[GOOD[0]]["uid"])
     assert connection.permissions == "readOnly,trade"
     assert connection.key_expires_at is not None
     assert connection.total_usdt == _expected_total(sandbox, GOOD[0])
@@ -50,7 +52,7 @@ def test_a_good_key_becomes_connected_with_its_trading_balance(sandbox, alice):
 
 def test_an_asset_without_a_usdt_pair_is_valued_through_btc(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     lines = {line.currency: line for line in BalanceSnapshot.objects.get(connection=connection).lines.all()}
     tickers = {t["symbol"] for t in _tickers()}
     btc_only = [c for c in lines if f"{c}usdt" not in tickers and f"{c}btc" in tickers]
@@ -69,7 +71,7 @@ def test_an_asset_without_a_usdt_pair_is_valued_through_btc(sandbox, alice):
 )
 def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, status):
     connection = _submit(alice, demo_key(kind))
-    assert checks.connection_check(connection_id=connection.pk) == status
+    assert keycheck.connection_check(connection_id=connection.pk) == status
     connection.refresh_from_db()
     assert not connection.established
     assert connection.access_key is None and connection.secret_key is None
@@ -85,7 +87,7 @@ def test_a_refused_key_gets_its_status_and_is_not_kept(sandbox, alice, kind, sta
 
 def test_a_wrong_secret_is_invalid_with_htxs_own_words_kept_for_details(sandbox, alice):
     connection = _submit(alice, (GOOD[0], "0badbad0-11111111-22222222-33333"))
-    assert checks.connection_check(connection_id=connection.pk) == Status.INVALID
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
     assert connection.error_kind == "invalid_signature"
     assert "Verification failure" in connection.error_detail
@@ -94,7 +96,7 @@ def test_a_wrong_secret_is_invalid_with_htxs_own_words_kept_for_details(sandbox,
 
 def test_a_wrong_access_key_is_invalid(sandbox, alice):
     connection = _submit(alice, ("demo0000-00000000-00000000-00000", GOOD[1]))
-    assert checks.connection_check(connection_id=connection.pk) == Status.INVALID
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
     assert connection.error_kind == "invalid_access_key"
 
@@ -102,7 +104,7 @@ def test_a_wrong_access_key_is_invalid(sandbox, alice):
 def test_htx_unreachable_keeps_the_key_and_retries_later(sandbox, alice):
     sandbox.faults.update(http_status=503)
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.access_key == GOOD[0] and connection.secret_key == GOOD[1]
     assert connection.next_check_at > timezone.now()
@@ -112,13 +114,13 @@ def test_htx_unreachable_keeps_the_key_and_retries_later(sandbox, alice):
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
     assert connection.pk in selectors.connections_due_for_check()
     sandbox.faults.clear()
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
 
 
 def test_verifying_twice_is_harmless(sandbox, alice):
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
-    assert checks.connection_check(connection_id=connection.pk) is None
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) is None
     assert BalanceSnapshot.objects.filter(connection=connection).count() == 1
 
 
@@ -127,7 +129,7 @@ def test_a_claimed_connection_is_not_taken_by_a_second_worker(sandbox, alice):
     ExchangeConnection.objects.filter(pk=connection.pk).update(
         claimed_until=timezone.now() + timedelta(seconds=60)
     )
-    assert checks.connection_check(connection_id=connection.pk) is None
+    assert keycheck.connection_check(connection_id=connection.pk) is None
 
 
 def test_the_sweeper_finds_verifications_whose_message_was_lost(sandbox, alice, settings):
@@ -138,12 +140,12 @@ def test_the_sweeper_finds_verifications_whose_message_was_lost(sandbox, alice, 
 
 def test_a_refresh_keeps_the_last_good_balance_when_htx_fails(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
     connection.refresh_from_db()
     good_total = connection.total_usdt
     sandbox.faults.update(maintenance=True)
-    assert checks.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.total_usdt == good_total
     assert connection.established and connection.has_keys
@@ -152,15 +154,15 @@ def test_a_refresh_keeps_the_last_good_balance_when_htx_fails(sandbox, alice):
 
 def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
-    assert checks.connection_check(connection_id=connection.pk) is None  # not due yet
+    keycheck.connection_check(connection_id=connection.pk)
+    assert keycheck.connection_check(connection_id=connection.pk) is None  # not due yet
     ExchangeConnection.objects.filter(pk=connection.pk).update(next_check_at=timezone.now())
     assert connection.pk in selectors.connections_due_for_check()
     sandbox.accounts[GOOD[0]]["accounts"][0]["list"].append(
         {"currency": "usdt", "type": "trade", "balance": "1000.000000000000000000"}
     )
     before = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     after = ExchangeConnection.objects.get(pk=connection.pk).total_usdt
     assert after - before == Decimal(1000)
     assert BalanceSnapshot.objects.filter(connection=connection).count() == 2
@@ -168,7 +170,7 @@ def test_a_refresh_stores_a_new_snapshot(sandbox, alice):
 
 def test_a_new_attempt_replaces_earlier_failed_attempts(sandbox, alice):
     failed = _submit(alice, demo_key("demo: expired"))
-    checks.connection_check(connection_id=failed.pk)
+    keycheck.connection_check(connection_id=failed.pk)
     _submit(alice, GOOD)
     assert not ExchangeConnection.objects.filter(pk=failed.pk).exists()
 
@@ -177,8 +179,8 @@ def test_tickers_are_fetched_once_and_shared(sandbox, alice):
     from django.core.cache import cache
 
     first = _submit(alice, GOOD)
-    checks.connection_check(connection_id=first.pk)
-    assert cache.get(checks.TICKERS_CACHE_KEY)["btcusdt"]
+    keycheck.connection_check(connection_id=first.pk)
+    assert cache.get(venue_state.PRICES_CACHE_KEY.format("htx"))["BTCUSDT"]
 
 
 def test_keys_are_encrypted_at_rest_and_absent_from_logs(sandbox, alice, caplog):
@@ -186,7 +188,7 @@ def test_keys_are_encrypted_at_rest_and_absent_from_logs(sandbox, alice, caplog)
 
     caplog.set_level(logging.DEBUG)
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     with db.cursor() as cursor:
         cursor.execute("SELECT * FROM exchanges_exchangeconnection WHERE id = %s", [connection.pk])
         row = cursor.fetchone()
@@ -207,7 +209,7 @@ def test_transient_failures_back_off_exponentially_up_to_a_cap(sandbox, alice, s
     delays = []
     for _ in range(5):
         before = timezone.now()
-        assert checks.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+        assert keycheck.connection_check(connection_id=connection.pk) == Status.TEMPORARY
         connection.refresh_from_db()
         delays.append((connection.next_check_at - before).total_seconds())
         _make_due(connection)
@@ -219,33 +221,33 @@ def test_transient_failures_back_off_exponentially_up_to_a_cap(sandbox, alice, s
 def test_a_duplicate_message_does_not_defeat_the_backoff(sandbox, alice):
     sandbox.faults.update(http_status=502)
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
-    assert checks.connection_check(connection_id=connection.pk) is None  # not due: no HTX call
+    keycheck.connection_check(connection_id=connection.pk)
+    assert keycheck.connection_check(connection_id=connection.pk) is None  # not due: no HTX call
     connection.refresh_from_db()
     assert connection.attempts == 1
 
 
 def test_a_check_whose_claim_was_taken_over_writes_nothing(sandbox, alice):
     connection = _submit(alice, GOOD)
-    claimed = checks._claim(connection.pk)
+    claimed = claims.claim(connection.pk)
     # Our claim expired and another worker took the row over meanwhile.
     ExchangeConnection.objects.filter(pk=connection.pk).update(
         claimed_until=timezone.now() + timedelta(minutes=5)
     )
-    with checks._client_for(claimed) as client:
-        report = checks._inspect_key(client)
-        valuation = checks._read_balances(client, report.accounts)
-    assert checks._record_key(claimed, report, Status.CONNECTED, "", valuation) is None
+    with venue_state.client_for(claimed) as client:
+        facts = keycheck.inspect_key(HTX, client, Prior())
+        valuation = keycheck.read_balances(HTX, client, facts)
+    assert recording.record_key(claimed, facts, Status.CONNECTED, "", valuation) is None
     assert not BalanceSnapshot.objects.filter(connection=connection).exists()
     assert ExchangeConnection.objects.get(pk=connection.pk).status == Status.VERIFYING
 
 
 def test_a_connected_key_that_gains_withdraw_permission_is_refused_and_destroyed(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     sandbox.accounts[GOOD[0]]["permission"] = "readOnly,trade,withdraw"
     _make_due(connection)
-    assert checks.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
     connection.refresh_from_db()
     assert connection.established
     assert connection.access_key is None and connection.secret_key is None
@@ -254,10 +256,10 @@ def test_a_connected_key_that_gains_withdraw_permission_is_refused_and_destroyed
 
 def test_a_connected_key_refused_later_is_kept_and_recovers_once_fixed_on_htx(sandbox, alice, settings):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     sandbox.accounts[GOOD[0]]["ipAddresses"] = "203.0.113.7"
     _make_due(connection)
-    assert checks.connection_check(connection_id=connection.pk) == Status.IP_NOT_ALLOWED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.IP_NOT_ALLOWED
     connection.refresh_from_db()
     assert connection.has_keys and connection.total_usdt > 0  # last good balance kept
     recheck = (connection.next_check_at - timezone.now()).total_seconds()
@@ -265,11 +267,11 @@ def test_a_connected_key_refused_later_is_kept_and_recovers_once_fixed_on_htx(sa
     sandbox.accounts[GOOD[0]]["ipAddresses"] = ""
     _make_due(connection)
     assert connection.pk in selectors.connections_due_for_check()
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
 
 
 def test_tickers_are_read_from_htx_once_per_minute_and_shared_by_every_connection(sandbox, alice, bob):
-    checks.connection_check(connection_id=_submit(alice, GOOD).pk)
+    keycheck.connection_check(connection_id=_submit(alice, GOOD).pk)
     first = ExchangeConnection.objects.get(owner=alice).total_usdt
     for ticker in sandbox.tickers:
         ticker["close"] *= 2  # HTX's prices move, but the shared minute-old table is used
@@ -280,7 +282,7 @@ def test_tickers_are_read_from_htx_once_per_minute_and_shared_by_every_connectio
         status=Status.VERIFYING,
         access_key_fingerprint="not-a-real-fingerprint",
     )
-    checks.connection_check(connection_id=other.pk)
+    keycheck.connection_check(connection_id=other.pk)
     other.refresh_from_db()
     assert other.total_usdt == first
 
@@ -320,7 +322,7 @@ def test_every_account_is_read_and_a_margin_account_counts_net_of_its_loans(sand
         }
     )
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     snapshot = BalanceSnapshot.objects.get(connection=connection)
     assert snapshot.account_types == ["spot", "otc", "point", "margin"]
     margin = snapshot.lines.get(account_type="margin", currency="usdt")
@@ -351,7 +353,7 @@ def test_an_account_htx_refuses_is_recorded_as_unread_without_failing_the_check(
         }
     )
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert connection.accounts_unread == [
         {
@@ -369,12 +371,12 @@ def test_a_refused_spot_account_fails_the_check(sandbox, alice):
         "err-msg": "no such account",
     }
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) != Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) != Status.CONNECTED
 
 
 def _expected_total(sandbox, access_key: str) -> Decimal:
     """Every account, valued net of margin debt, from the sandbox's own data."""
-    prices = {t["symbol"]: Decimal(str(t["close"])) for t in _tickers()}
+    prices = {t["symbol"].upper(): Decimal(str(t["close"])) for t in _tickers()}
     total = Decimal(0)
     for account in sandbox.accounts[access_key]["accounts"]:
         for line in account.get("list", ()):
@@ -385,16 +387,16 @@ def _expected_total(sandbox, access_key: str) -> Decimal:
 
 def test_a_sub_user_key_connects_with_its_permissions_marked_unknown(sandbox, alice):
     connection = _submit(alice, demo_key("demo: sub-user"))
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert not connection.key_info_known
-    assert connection.permissions == "" and connection.htx_uid is None
+    assert connection.permissions == "" and connection.account_uid == ""
     assert connection.total_usdt is not None
 
 
 def test_keys_pasted_into_each_others_fields_are_refused_without_keeping_any_part_of_them(sandbox, alice):
     connection = _submit(alice, (GOOD[1], GOOD[0]))
-    assert checks.connection_check(connection_id=connection.pk) == Status.INVALID
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.INVALID
     connection.refresh_from_db()
     assert connection.error_kind == "invalid_access_key"
     assert not connection.has_keys
@@ -406,17 +408,17 @@ def test_keys_pasted_into_each_others_fields_are_refused_without_keeping_any_par
 def test_a_local_clock_ten_minutes_off_still_connects_and_the_skew_is_recorded(sandbox, alice, minutes):
     sandbox.clock_offset_ms = minutes * 60_000  # HTX's clock vs ours: same as ours being off
     connection = _submit(alice, GOOD)
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     assert abs(connection.clock_skew_ms - minutes * 60_000) < 2_000
 
 
 def test_a_rate_limit_error_backs_off_without_marking_the_key_broken(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     sandbox.faults.update(rate_limited=True)
     _make_due(connection)
-    assert checks.connection_check(connection_id=connection.pk) == Status.TEMPORARY
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.error_kind == "rate_limited" and connection.has_keys and connection.established
     assert connection.next_check_at > timezone.now()
@@ -424,18 +426,18 @@ def test_a_rate_limit_error_backs_off_without_marking_the_key_broken(sandbox, al
 
 def test_a_check_keeps_what_the_user_changed_while_it_ran(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     _make_due(connection)
-    claimed = checks._claim(connection.pk)
+    claimed = claims.claim(connection.pk)
     # Meanwhile, in the web process: a rename, a replacement key and a "Refresh now".
     now = timezone.now()
     ExchangeConnection.objects.filter(pk=connection.pk).update(
         label="Renamed meanwhile", pending_fingerprint="pending-fp", refresh_requested_at=now
     )
-    with checks._client_for(claimed) as client:
-        report = checks._inspect_key(client, key_info_known=True)
-        balances = checks._read_balances(client, report.accounts)
-    assert checks._record_key(claimed, report, Status.CONNECTED, "", balances) == Status.CONNECTED
+    with venue_state.client_for(claimed) as client:
+        facts = keycheck.inspect_key(HTX, client, Prior(described=True))
+        balances = keycheck.read_balances(HTX, client, facts)
+    assert recording.record_key(claimed, facts, Status.CONNECTED, "", balances) == Status.CONNECTED
     after = ExchangeConnection.objects.get(pk=connection.pk)
     assert after.label == "Renamed meanwhile" and after.pending_fingerprint == "pending-fp"
     assert after.next_check_at <= timezone.now()  # the refresh asked for meanwhile runs next
@@ -443,35 +445,35 @@ def test_a_check_keeps_what_the_user_changed_while_it_ran(sandbox, alice):
 
 def test_a_known_key_that_htx_stops_describing_is_not_taken_for_a_sub_user_key(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     sandbox.accounts[GOOD[0]]["subUser"] = True  # HTX now answers "forbidden" to uid/api-key
     _make_due(connection)
-    assert checks.connection_check(connection_id=connection.pk) == Status.INCORRECT_PERMISSIONS
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.INCORRECT_PERMISSIONS
 
 
 def test_a_replacement_checked_while_htx_is_down_is_kept_and_retried(sandbox, alice):
     connection = _submit(alice, GOOD)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     connection.refresh_from_db()
     new_key, new_secret = "demoBBBB-11112222-33334444-55555", "eeee0000-11112222-33334444-bbbbb"
     sandbox.accounts[new_key] = {k: v for k, v in sandbox.accounts[GOOD[0]].items() if k != "accounts"}
     sandbox.accounts[new_key]["secret"] = new_secret
     services.connection_replace_keys(connection=connection, access_key=new_key, secret_key=new_secret)
     sandbox.faults.update(http_status=503)
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     connection.refresh_from_db()
     assert connection.replacing and not connection.replacement_error and connection.claimed_until is None
     sandbox.faults.clear()
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     assert ExchangeConnection.objects.get(pk=connection.pk).secret_key == new_secret
 
 
 def test_a_sub_user_connection_cannot_be_replaced_without_knowing_both_accounts(sandbox, alice):
     connection = _submit(alice, demo_key("demo: sub-user"))
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     connection.refresh_from_db()
     services.connection_replace_keys(connection=connection, access_key=GOOD[0], secret_key=GOOD[1])
-    checks.connection_check(connection_id=connection.pk)
+    keycheck.connection_check(connection_id=connection.pk)
     connection.refresh_from_db()
     assert "cannot replace it safely" in connection.replacement_error
     assert connection.access_key != GOOD[0]
@@ -481,9 +483,9 @@ def test_api_key_added_is_logged_only_once_htx_accepts_the_key(sandbox, alice):
     from accounts.models import SecurityEvent
 
     wrong = _submit(alice, (GOOD[1], GOOD[0]))  # the secret typed as API Key
-    checks.connection_check(connection_id=wrong.pk)
+    keycheck.connection_check(connection_id=wrong.pk)
     assert not SecurityEvent.objects.filter(user=alice, kind="key_added").exists()
     good = _submit(alice, GOOD)
-    checks.connection_check(connection_id=good.pk)
+    keycheck.connection_check(connection_id=good.pk)
     (event,) = SecurityEvent.objects.filter(user=alice, kind="key_added")
     assert GOOD[1][:4] not in event.detail and GOOD[0][:4] in event.detail

@@ -2,10 +2,16 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from exchanges.valuation import price_in_usdt, value_lines
+from exchanges.venues.htx.adapter import balance_read
 from exchanges.venues.htx.types import Account, AccountBalance, BalanceLine
-from exchanges.valuation import price_in_usdt, value_balances
 
-PRICES = {"btcusdt": D("60000"), "ethusdt": D("3000"), "xyzbtc": D("0.0001"), "abceth": D("0.01")}
+
+def value_balances(balances, prices):
+    return value_lines(balance_read(balances, []), {k.upper(): v for k, v in prices.items()})
+
+
+PRICES = {"BTCUSDT": D("60000"), "ETHUSDT": D("3000"), "XYZBTC": D("0.0001"), "ABCETH": D("0.01")}
 
 
 def _balance(kind: str, *lines: tuple[str, str, str]) -> AccountBalance:
@@ -79,4 +85,4 @@ def test_unknown_line_types_are_kept_not_crashed_on():
 
 
 def test_a_usdt_pegged_coin_is_valued_at_its_market_price():
-    assert price_in_usdt("usdc", {"usdcusdt": D("0.9993")}) == D("0.9993")
+    assert price_in_usdt("usdc", {"USDCUSDT": D("0.9993")}) == D("0.9993")

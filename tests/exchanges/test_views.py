@@ -41,7 +41,7 @@ def _urls(pk: int = 1) -> list[str]:
     return [
         reverse("exchanges:connection-list"),
         reverse("exchanges:connection-add"),
-        reverse("exchanges:connection-add-htx"),
+        reverse("exchanges:connection-add-venue", args=["htx"]),
         reverse("exchanges:connection-verification", args=[pk]),
         reverse("exchanges:connection-dismiss", args=[pk]),
     ]
@@ -87,12 +87,12 @@ def test_the_add_dialog_is_a_dialog_for_htmx_and_a_page_without_js(alice_client)
     assert dialog.lstrip().startswith("<dialog") and "<html" not in dialog
     assert "<html" in page and "<dialog" not in page
     for body in (dialog, page):
-        assert reverse("exchanges:connection-add-htx") in body
+        assert reverse("exchanges:connection-add-venue", args=["htx"]) in body
 
 
 def test_a_step_inside_the_open_dialog_gets_only_the_dialog_content(alice_client):
     body = alice_client.get(
-        reverse("exchanges:connection-add-htx"), HTTP_HX_TARGET="modal-body", **HTMX
+        reverse("exchanges:connection-add-venue", args=["htx"]), HTTP_HX_TARGET="modal-body", **HTMX
     ).content.decode()
     assert "<dialog" not in body and "<html" not in body
     assert 'name="secret_key"' in body
@@ -103,7 +103,7 @@ def test_connecting_stores_the_key_encrypted_and_queues_verification_after_commi
 ):
     with django_capture_on_commit_callbacks() as callbacks:
         response = alice_client.post(
-            reverse("exchanges:connection-add-htx"),
+            reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": "Main", "access_key": KEY, "secret_key": SECRET},
         )
     connection = ExchangeConnection.objects.get(owner=alice)
@@ -117,7 +117,7 @@ def test_connecting_stores_the_key_encrypted_and_queues_verification_after_commi
 
 def test_an_htmx_connect_answers_with_the_live_verification_fragment(alice_client):
     response = alice_client.post(
-        reverse("exchanges:connection-add-htx"),
+        reverse("exchanges:connection-add-venue", args=["htx"]),
         {"label": "", "access_key": KEY, "secret_key": SECRET},
         HTTP_HX_TARGET="modal-body",
         **HTMX,
@@ -135,7 +135,8 @@ def test_an_htmx_connect_answers_with_the_live_verification_fragment(alice_clien
 
 def test_bad_input_gets_a_clear_message_and_changes_nothing(alice_client):
     response = alice_client.post(
-        reverse("exchanges:connection-add-htx"), {"label": "", "access_key": " ", "secret_key": "ключ"}
+        reverse("exchanges:connection-add-venue", args=["htx"]),
+        {"label": "", "access_key": " ", "secret_key": "ключ"},
     )
     assert response.status_code == 200
     body = response.content.decode()
@@ -146,7 +147,8 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(alice_client):
 
 def test_the_secret_is_never_sent_back_to_the_browser(alice_client):
     response = alice_client.post(
-        reverse("exchanges:connection-add-htx"), {"label": "", "access_key": "x", "secret_key": SECRET}
+        reverse("exchanges:connection-add-venue", args=["htx"]),
+        {"label": "", "access_key": "x", "secret_key": SECRET},
     )
     assert SECRET not in response.content.decode()
 
@@ -215,7 +217,7 @@ def test_connecting_without_a_csrf_token_is_refused(alice):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     response = client.post(
-        reverse("exchanges:connection-add-htx"),
+        reverse("exchanges:connection-add-venue", args=["htx"]),
         {"label": "", "access_key": KEY, "secret_key": SECRET},
         **HTMX,
     )
@@ -266,8 +268,8 @@ def test_the_verification_page_refuses_post(alice_client, alice):
 
 def test_a_full_page_form_posts_plainly_even_with_javascript(alice_client):
     # Reached after a login redirect or in a new tab: there is no dialog to target.
-    for name in ("exchanges:connection-add", "exchanges:connection-add-htx"):
-        body = alice_client.get(reverse(name)).content.decode()
+    for url in (reverse("exchanges:connection-add"), reverse("exchanges:connection-add-venue", args=["htx"])):
+        body = alice_client.get(url).content.decode()
         assert "#modal-body" not in body
 
 
@@ -319,8 +321,9 @@ def test_a_connection_shows_what_htx_told_us_about_the_key(alice_client, alice):
         established=True,
         last_verified_at=timezone.now(),
         permissions="readOnly,trade",
+        key_flags=[["Read", True, False], ["Trade", True, False], ["Withdraw", False, True]],
         ip_addresses="203.0.113.7",
-        htx_uid=63628520,
+        account_uid="63628520",
         clock_skew_ms=-4200,
         accounts_read=["spot", "otc"],
         unpriced=["xyz"],

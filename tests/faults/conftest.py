@@ -409,7 +409,7 @@ def connected_rows(owner, keys: list[SandboxKey], *, due: datetime) -> list[int]
             access_key_tail=k.access_key[-4:],
             status=Status.CONNECTED,
             established=True,
-            htx_uid=k.uid,
+            account_uid=str(k.uid),
             permissions="readOnly,trade",
             next_check_at=due,
         ).pk

@@ -60,9 +60,11 @@ def test_connect_while_the_broker_is_down_is_queued_and_verified_once_it_is_back
             form = {"label": f"Queued {n}", "access_key": key, "secret_key": secret}
             started = time.monotonic()
             if n < 2:  # the dialog (htmx) ...
-                response = client.post(reverse("exchanges:connection-add-htx"), form, **HTMX)
+                response = client.post(reverse("exchanges:connection-add-venue", args=["htx"]), form, **HTMX)
             else:  # ... and the page without JavaScript, which redirects to the verification page
-                response = client.post(reverse("exchanges:connection-add-htx"), form, follow=True)
+                response = client.post(
+                    reverse("exchanges:connection-add-venue", args=["htx"]), form, follow=True
+                )
             took = time.monotonic() - started
             assert response.status_code == 200
             assert took < 5, f"Connect answered after {took:.1f} s with the broker down"

@@ -42,7 +42,7 @@ def test_connecting_and_refreshing_work_with_our_clock_ten_minutes_off(
         session = login(url, "alice@example.com", "pw-alice-123")
         connect = post_form(
             session,
-            url + reverse("exchanges:connection-add-htx"),
+            url + reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": "Shifted", "access_key": key, "secret_key": secret},
         )
         assert connect.status_code == 302, connect.text[:2000]

@@ -94,7 +94,7 @@ def test_thirty_seconds_without_the_database_loses_nothing(cluster, own_broker, 
         submitted = sum(
             post_form(
                 session,
-                url + reverse("exchanges:connection-add-htx"),
+                url + reverse("exchanges:connection-add-venue", args=["htx"]),
                 {"label": f"D{n}", "access_key": key, "secret_key": secret},
             ).status_code
             == 302

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from accounts import middleware
 from accounts.models import SecurityEvent
-from exchanges import checks, services
+from exchanges import keycheck, services
 from exchanges.models import ExchangeConnection, Status
 from exchanges.views import CONNECT_LIMIT_MESSAGE
 from tests.conftest import demo_key
@@ -632,14 +632,14 @@ def test_security_log_shows_what_happened_to_the_account_and_only_to_its_owner(a
     connection = services.connection_create(
         owner=alice, exchange="htx", label="Main", access_key=GOOD[0], secret_key=GOOD[1]
     )
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     new_key, new_secret = "demoAAAA-11112222-33334444-55555", "ffff0000-11112222-33334444-aaaaa"
     sandbox.accounts[new_key] = {k: v for k, v in sandbox.accounts[GOOD[0]].items() if k != "accounts"}
     sandbox.accounts[new_key]["secret"] = new_secret
     services.connection_replace_keys(
         connection=ExchangeConnection.objects.get(pk=connection.pk), access_key=new_key, secret_key=new_secret
     )
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     assert client.post(reverse("exchanges:connection-remove", args=[connection.pk])).status_code == 302
 
     kinds = set(SecurityEvent.objects.filter(user=alice).values_list("kind", flat=True))
@@ -678,7 +678,7 @@ def test_settings_save_and_the_refresh_interval_drives_scheduling(client, alice,
         owner=alice, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
     )
     before = timezone.now()
-    assert checks.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
     connection.refresh_from_db()
     # 15 minutes with the scheduler's ±10 % jitter (the site default is 5).
     assert timedelta(minutes=13.4) < connection.next_check_at - before < timedelta(minutes=16.6)
@@ -725,7 +725,7 @@ def _fake_key(owner_pk: int, n: int) -> dict:
 def test_connect_attempts_are_rate_limited_per_user(alice):
     client = Client(REMOTE_ADDR="198.51.100.40")
     client.force_login(alice)
-    url = reverse("exchanges:connection-add-htx")
+    url = reverse("exchanges:connection-add-venue", args=["htx"])
     for n in range(10):
         response = client.post(url, _fake_key(alice.pk, n))
         assert response.status_code == 302, n
@@ -744,7 +744,7 @@ def test_connect_attempts_are_rate_limited_per_user(alice):
 
 
 def test_connect_attempts_are_rate_limited_per_ip(django_user_model):
-    url = reverse("exchanges:connection-add-htx")
+    url = reverse("exchanges:connection-add-venue", args=["htx"])
     users = [
         django_user_model.objects.create_user(username=f"u{i}", email=f"u{i}@example.com", password="x")
         for i in range(5)
@@ -799,12 +799,12 @@ def test_a_withdraw_enabled_key_is_never_stored_not_even_encrypted(alice, sandbo
     client = Client()
     client.force_login(alice)
     response = client.post(
-        reverse("exchanges:connection-add-htx"),
+        reverse("exchanges:connection-add-venue", args=["htx"]),
         {"label": "", "access_key": WITHDRAW[0], "secret_key": WITHDRAW[1]},
     )
     assert response.status_code == 302
     connection = ExchangeConnection.objects.get(owner=alice)
-    assert checks.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.WITHDRAW_ENABLED
 
     row = _row(connection.pk)
     for column in ("access_key", "secret_key", "pending_access_key", "pending_secret_key"):

@@ -136,7 +136,7 @@ def test_connect_form(alice, label, access_key, secret_key):
     with _example():
         before = ExchangeConnection.objects.count()
         response = _client(alice).post(
-            reverse("exchanges:connection-add-htx"),
+            reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": label, "access_key": access_key, "secret_key": secret_key},
         )
         _no_server_error(response)

@@ -39,11 +39,12 @@ from django.utils.module_loading import import_string
 from fernet_fields import EncryptedTextField
 
 from accounts.models import SecurityEvent
-from exchanges import checks, services
+from exchanges import keycheck, services
+from exchanges.logging import RedactSigningParams
+from exchanges import registry
+from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.venues.htx.client import HtxClient
 from exchanges.venues.htx.errors import HtxError
-from exchanges.logging import RedactSigningParams
-from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from tests.conftest import ROOT, demo_key, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -362,15 +363,15 @@ def _full_cycle(sandbox, alice, client, capture_on_commit) -> ExchangeConnection
             owner=alice, exchange="htx", label="Main", access_key=ACCESS, secret_key=SECRET
         )
     pk = connection.pk
-    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=pk) == Status.CONNECTED
     _make_due(pk)
-    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=pk) == Status.CONNECTED
     sandbox.faults.update(http_status=503)
     _make_due(pk)
-    assert checks.connection_check(connection_id=pk) == Status.TEMPORARY
+    assert keycheck.connection_check(connection_id=pk) == Status.TEMPORARY
     sandbox.faults.clear()
     _make_due(pk)
-    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=pk) == Status.CONNECTED
     _add_replacement_key_to(sandbox)
     with capture_on_commit(execute=True):
         response = client.post(
@@ -378,7 +379,7 @@ def _full_cycle(sandbox, alice, client, capture_on_commit) -> ExchangeConnection
             {"access_key": NEW_ACCESS, "secret_key": NEW_SECRET},
         )
     assert response.status_code == 302, _body(response)[:2000]
-    assert checks.connection_check(connection_id=pk) == Status.CONNECTED
+    assert keycheck.connection_check(connection_id=pk) == Status.CONNECTED
     connection = ExchangeConnection.objects.get(pk=pk)
     assert (connection.access_key, connection.secret_key) == (NEW_ACCESS, NEW_SECRET)
     return connection
@@ -395,7 +396,7 @@ def test_a_full_connect_refresh_and_replace_cycle_logs_neither_the_secret_nor_th
     # calls go through http.client, which logs nothing; the filter for urllib3's signed URLs is
     # proved by tests/htx/test_client.py::test_the_log_filter_blanks_signed_urls_in_any_record.)
     assert any(r.name == "django.db.backends" and "secret_key" in raw for r, raw in records)
-    assert any(r.name == "exchanges.checks" for r, _ in records)
+    assert any(r.name in ("exchanges.keycheck", "exchanges.recording") for r, _ in records)
     _assert_logs_hold_no_key_material(records)
 
 
@@ -462,7 +463,7 @@ def test_a_cycle_through_the_browser_and_a_real_worker_leaves_no_key_material_in
     with _RedisMonitor() as monitor, _all_logs_at_debug() as records:
         _log_in(client)
         response = client.post(
-            reverse("exchanges:connection-add-htx"),
+            reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": "Main", "access_key": ACCESS, "secret_key": SECRET},
         )
         assert response.status_code == 302, _body(response)[:2000]
@@ -504,11 +505,12 @@ def test_keys_pasted_swapped_leave_no_part_of_the_secret_stored_or_displayed(san
     even masked)."""
     client.force_login(alice)
     response = client.post(
-        reverse("exchanges:connection-add-htx"), {"label": "", "access_key": SECRET, "secret_key": ACCESS}
+        reverse("exchanges:connection-add-venue", args=["htx"]),
+        {"label": "", "access_key": SECRET, "secret_key": ACCESS},
     )
     assert response.status_code == 302, _body(response)[:2000]
     pk = ExchangeConnection.objects.get(owner=alice).pk
-    checks.connection_check(connection_id=pk)
+    keycheck.connection_check(connection_id=pk)
     connection = ExchangeConnection.objects.get(pk=pk)
     assert connection.error_kind == "invalid_access_key"
     assert not connection.has_keys and connection.secret_key is None  # the pair was not kept
@@ -540,7 +542,7 @@ def test_keys_pasted_swapped_are_never_probed_with_the_secret_in_a_request_url(s
         connection = services.connection_create(
             owner=alice, exchange="htx", label="", access_key=SECRET, secret_key=ACCESS
         )
-        checks.connection_check(connection_id=connection.pk)
+        keycheck.connection_check(connection_id=connection.pk)
     assert ExchangeConnection.objects.get(pk=connection.pk).error_kind == "invalid_access_key"
     raw = "\n".join(text for _, text in records)
     assert f"AccessKeyId={ACCESS}" not in raw, "the pair was probed the other way round"
@@ -592,8 +594,14 @@ def _owner_pages(pk: int) -> list[tuple[str, str, dict, bool]]:
         ("remove dialog", url("exchanges:connection-remove", pk), HTMX, True),
         ("holdings csv", url("exchanges:connection-holdings-csv", pk), {}, False),
         ("add", url("exchanges:connection-add"), {}, False),
-        ("add htx", url("exchanges:connection-add-htx"), {}, False),
-        ("help", url("exchanges:help-htx-api-key"), {}, False),
+        *[
+            (f"add {venue.id}", url("exchanges:connection-add-venue", venue.id), {}, False)
+            for venue in registry.venues()
+        ],
+        *[
+            (f"help {venue.id}", url("exchanges:help-api-key", venue.id), {}, False)
+            for venue in registry.venues()
+        ],
         ("settings", url("accounts:settings"), {}, False),
         ("security log", url("accounts:security-log"), {}, True),
     ]
@@ -624,7 +632,7 @@ def test_no_page_the_owner_can_open_shows_the_secret_and_the_access_key_only_mas
     # Submitting a key again (refused as a duplicate) does not echo the secret back.
     for headers in ({}, MODAL):
         response = client.post(
-            reverse("exchanges:connection-add-htx"),
+            reverse("exchanges:connection-add-venue", args=["htx"]),
             {"label": "", "access_key": NEW_ACCESS, "secret_key": NEW_SECRET},
             **headers,
         )
@@ -690,7 +698,7 @@ def test_a_crash_while_replacing_keys_leaks_them_nowhere(alice, settings, monkey
     def broker_exploded(connection_id: int) -> None:
         raise RuntimeError("broker exploded")
 
-    monkeypatch.setattr(tasks, "enqueue_check", broker_exploded)
+    monkeypatch.setattr(services, "enqueue_check", broker_exploded)
     browser = Client(raise_request_exception=False)
     browser.force_login(alice)
     with _all_logs_at_debug() as records:
@@ -870,7 +878,8 @@ def test_the_urls_taking_a_connection_id_are_found_by_walking_the_resolver():
     for name, params in _exchanges_patterns():
         # A new parameter name (connection_id, uuid...) would escape the ownership test.
         assert name, "every exchanges URL pattern is named, so the tests can reverse it"
-        assert params <= {"pk"}, f"{name} takes {set(params)}: extend the ownership test to cover it"
+        # venue_id names an exchange (public), never a row: only pk reaches a connection.
+        assert params <= {"pk", "venue_id"}, f"{name} takes {set(params)}: extend the ownership test"
 
 
 def _raw_row(table: str, pk: int) -> str:
@@ -971,7 +980,7 @@ def test_another_user_gets_404_on_every_url_that_takes_a_connection_id_and_chang
 # --- CSRF ---------------------------------------------------------------------------------------
 
 _REQUIRED_CSRF_TARGETS = [
-    "exchanges:connection-add-htx",
+    "exchanges:connection-add-venue",
     "accounts:settings",
     "accounts:delete",
     "account_logout",
@@ -1002,10 +1011,12 @@ def _csrf_targets() -> list[str]:
 
 
 def _url_for(name: str, pk: int) -> str:
-    try:
-        return reverse(name, kwargs={"pk": pk})
-    except NoReverseMatch:
-        return reverse(name)
+    for kwargs in ({"pk": pk}, {"venue_id": "htx"}, {}):
+        try:
+            return reverse(name, kwargs=kwargs)
+        except NoReverseMatch:
+            continue
+    raise NoReverseMatch(name)
 
 
 FORGED_POST = {
@@ -1197,11 +1208,11 @@ def _html_responses(alice) -> list[tuple[str, object]]:
         ("detail", browser.get(reverse("exchanges:connection-detail", args=[pk]))),
         ("row fragment", browser.get(reverse("exchanges:connection-row", args=[pk]), **HTMX)),
         ("add dialog", browser.get(reverse("exchanges:connection-add"), **HTMX)),
-        ("connect dialog", browser.get(reverse("exchanges:connection-add-htx"), **HTMX)),
+        ("connect dialog", browser.get(reverse("exchanges:connection-add-venue", args=["htx"]), **HTMX)),
         ("rename dialog", browser.get(reverse("exchanges:connection-rename", args=[pk]), **HTMX)),
         ("rename step", browser.get(reverse("exchanges:connection-rename", args=[pk]), **MODAL)),
         ("remove page", browser.get(reverse("exchanges:connection-remove", args=[pk]))),
-        ("help", browser.get(reverse("exchanges:help-htx-api-key"))),
+        ("help", browser.get(reverse("exchanges:help-api-key", args=["htx"]))),
         ("settings", browser.get(reverse("accounts:settings"))),
         ("security log", browser.get(reverse("accounts:security-log"))),
         ("2fa", browser.get(reverse("mfa_index"))),

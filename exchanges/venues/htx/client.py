@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -20,9 +19,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
+
 from . import signing
 from .errors import ErrorKind, HtxError, classify
-from exchanges.venues.kit.transport import USER_AGENT, HttpPool, Response, TransportError, shared_pool
 from .types import Account, AccountBalance, ApiKeyInfo, BalanceLine, RateLimit
 
 logger = logging.getLogger(__name__)

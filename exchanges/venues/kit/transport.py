@@ -3,10 +3,11 @@
 Why not requests (or urllib3 directly): both re-parse and re-percent-encode every URL byte by
 byte in Python, and a signed query is ~250 bytes of already encoded text. That alone cost
 more CPU than the whole rest of a call (docs/performance.md). It also matters for correctness:
-venues such as Binance verify the signature over the exact bytes received, so the query must
-go out exactly as signed. This module does only what an exchange client needs: one pool of idle connections per host shared by all threads of the process,
-separate connect and read timeouts, certificate verification (``ssl.create_default_context``),
-no redirects, no retries except once on a kept-alive connection the server had already closed.
+some venues verify the signature over the exact bytes received, so the query must go out
+exactly as signed. This module does only what an exchange client needs: one pool of idle
+connections per host shared by all threads of the process, separate connect and read timeouts,
+certificate verification (``ssl.create_default_context``), no redirects, no retries except once
+on a kept-alive connection the server had already closed.
 """
 
 from __future__ import annotations

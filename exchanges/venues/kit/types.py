@@ -49,12 +49,15 @@ class KeyFacts:
     can_withdraw: bool
     known: bool = True
     account_uid: str | None = None
+    # The venue's own names of the permissions that are on, as it sends them ("readOnly").
+    permissions: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
     # IP binding: the addresses when the venue shows them; ``ip_restricted`` when it only says
     # whether there is a list (None: unknown).
     ip_addresses: tuple[str, ...] = ()
     ip_restricted: bool | None = None
-    # The whole key's expiry (HTX) and the trading right's (Binance); None: no expiry known.
+    # The whole key's expiry, and the trading right's where a venue expires only that;
+    # None: no expiry known.
     key_expires_at: datetime | None = None
     key_expired: bool = False
     trading_expires_at: datetime | None = None

@@ -22,11 +22,14 @@ class Text:
     title: str
     cause: str
     fix: str
+    # Used instead of ``fix`` when the venue's answer named the IP address it saw our request
+    # come from; "{ip}" is replaced by it.
+    fix_with_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CredentialField:
-    name: str  # "api_key", "secret", or the name of an extra (e.g. "passphrase")
+    name: str  # the form field: "access_key", "secret_key", or an extra (e.g. "passphrase")
     label: str  # as the venue's own pages call it, e.g. "API Key"
     help: str = ""
     secret: bool = False  # encrypted, never sent back to a browser
@@ -37,8 +40,8 @@ class CredentialField:
 class Limit:
     """One of the venue's request limits, as data for the gate (``kit.gate``).
 
-    ``shared``: counted per IP address, so every user of this server shares it (Binance's
-    request weight); otherwise per account or key (the worker's scope). ``weight``: what one
+    ``shared``: counted per IP address, so every user of this server shares it (a
+    request weight per IP); otherwise per account or key (the worker's scope). ``weight``: what one
     request of this group costs against ``limit`` per ``window_ms``."""
 
     group: str
@@ -72,9 +75,9 @@ class VenueClient(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-API_KEY = CredentialField("api_key", "API Key")
+API_KEY = CredentialField("access_key", "API Key")
 SECRET_KEY = CredentialField(
-    "secret", "Secret Key", secret=True, help="Stored encrypted and never shown again."
+    "secret_key", "Secret Key", secret=True, help="Stored encrypted and never shown again."
 )
 
 
@@ -93,13 +96,19 @@ class Venue:
     uid_label: ClassVar[str] = "Account UID"
     # Bullets of the connect dialog, plain text.
     checklist: ClassVar[tuple[str, ...]] = ()
+    # "What <venue> told us about this key": what a key without IP binding risks on this venue,
+    # and what it means when the venue would not describe a key (KeyFacts.known False).
+    no_ip_binding_note: ClassVar[str] = ""
+    not_described_note: ClassVar[str] = ""
     # Venue-specific texts by error kind or status value; the rest are the product's own.
     texts: ClassVar[Mapping[str, Text]] = {}
     # Request limits enforced by the gate; ``limit_for`` picks one per request path.
     limits: ClassVar[Mapping[str, Limit]] = {}
 
     def validate(self, credentials: Credentials) -> dict[str, str]:
-        """Format checks before any network call: {field name: message} for what is wrong."""
+        """Format checks before any network call: {field name: message} for what is wrong, the
+        field names being those of ``credential_fields`` ("access_key", "secret_key", ...), or
+        "__all__" for a problem of the pair."""
         return {}
 
     def limit_for(self, path: str) -> Limit:

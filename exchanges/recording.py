@@ -1,0 +1,257 @@
+"""Writing what a check found: the key's facts and status, a balance snapshot, a failure with
+its backoff, a refused replacement. Every write happens only while the check's claim holds."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import SecurityEvent
+from accounts.services import security_log
+
+from .claims import next_check, still_ours
+from .models import (
+    PENDING_KEY_FIELDS,
+    BalanceLine,
+    BalanceSnapshot,
+    ConnectionEvent,
+    ExchangeConnection,
+    Status,
+)
+from .venues.kit.errors import ErrorKind, VenueError
+from .venues.kit.types import KeyFacts
+
+if TYPE_CHECKING:
+    from .keycheck import BalanceReport
+
+logger = logging.getLogger(__name__)
+
+_STATUS_BY_KIND = {
+    ErrorKind.INVALID_ACCESS_KEY: Status.INVALID,
+    ErrorKind.INVALID_SIGNATURE: Status.INVALID,
+    ErrorKind.LOGIN_REQUIRED: Status.INVALID,
+    ErrorKind.KEY_IP_OR_PERMISSION: Status.INVALID,
+    ErrorKind.IP_NOT_ALLOWED: Status.IP_NOT_ALLOWED,
+    ErrorKind.KEY_EXPIRED: Status.EXPIRED,
+    ErrorKind.NO_PERMISSION: Status.INCORRECT_PERMISSIONS,
+    ErrorKind.FORBIDDEN: Status.INCORRECT_PERMISSIONS,
+}
+
+# What a check writes. Saving only these keeps a change the user made meanwhile (a new label,
+# a replacement key, a "Refresh now") instead of overwriting it with the worker's stale copy.
+CHECK_FIELDS = [
+    "status",
+    "error_kind",
+    "error_detail",
+    "established",
+    "account_uid",
+    "key_info_known",
+    "permissions",
+    "key_flags",
+    "ip_addresses",
+    "ip_restricted",
+    "key_expires_at",
+    "trading_expires_at",
+    "clock_skew_ms",
+    "total_usdt",
+    "total_btc",
+    "accounts_read",
+    "accounts_unread",
+    "unpriced",
+    "latest_snapshot",
+    "attempts",
+    "next_check_at",
+    "claimed_until",
+    "last_verified_at",
+    "last_refreshed_at",
+    "last_error_at",
+    "last_checked_at",
+    "replacement_error",
+    "updated_at",
+]
+# Written only when a check destroys the key (a refused or withdraw-enabled key): rewriting
+# the encrypted key on every refresh would cost two encryptions and a larger UPDATE for nothing.
+KEY_FIELDS = ["access_key", "secret_key", "access_key_fingerprint", "access_key_head", "access_key_tail"]
+
+
+def _fields_to_save(connection: ExchangeConnection) -> list[str]:
+    return CHECK_FIELDS + KEY_FIELDS if getattr(connection, "keys_destroyed", False) else CHECK_FIELDS
+
+
+def _set_status(connection: ExchangeConnection, status: str, message: str) -> None:
+    if status != connection.status:
+        ConnectionEvent.objects.create(connection=connection, status=status, message=message)
+    connection.status = status
+
+
+def _destroy_keys(connection: ExchangeConnection) -> None:
+    connection.keys_destroyed = True  # not a field: tells the save to write the key fields
+    connection.access_key = None
+    connection.secret_key = None
+    connection.access_key_fingerprint = None
+    if connection.error_kind in (ErrorKind.INVALID_ACCESS_KEY, ErrorKind.KEY_IP_OR_PERMISSION):
+        # The venue did not know what was typed as the API Key: it may have been the secret,
+        # pasted into the wrong field, so not even its first and last characters are kept.
+        connection.access_key_head = connection.access_key_tail = ""
+
+
+def _after_refusal(connection: ExchangeConnection) -> None:
+    """A key the venue refused: drop it if it never worked; otherwise keep it and look again
+    now and then, so a fix made on the venue (IP list, permissions) brings it back by itself."""
+    if connection.established:
+        connection.next_check_at = next_check(connection, settings.RECHECK_REFUSED_SECONDS)
+    else:
+        _destroy_keys(connection)
+        connection.next_check_at = None
+
+
+def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
+    connection.account_uid = facts.account_uid or ""
+    connection.key_info_known = facts.known
+    connection.permissions = ",".join(facts.permissions)
+    connection.key_flags = [[flag.name, flag.on, flag.danger] for flag in facts.flags]
+    connection.ip_addresses = ",".join(facts.ip_addresses)
+    connection.ip_restricted = facts.ip_restricted
+    connection.key_expires_at = facts.key_expires_at
+    connection.trading_expires_at = facts.trading_expires_at
+    connection.clock_skew_ms = facts.skew_ms
+
+
+def record_key(
+    connection: ExchangeConnection,
+    facts: KeyFacts,
+    status: str,
+    kind: str,
+    balances: BalanceReport | None,
+) -> str | None:
+    now = timezone.now()
+    venue = connection.venue
+    with transaction.atomic():
+        if not still_ours(connection):
+            return None
+        _store_facts(connection, facts)
+        connection.last_verified_at = connection.last_checked_at = now
+        connection.error_kind = kind
+        # What the venue said about the key, for the "Details from <venue>" of a refusal.
+        working = status == Status.CONNECTED or not facts.known
+        connection.error_detail = "" if working else facts.summary
+        connection.attempts = 0
+        connection.claimed_until = None
+        connection.replacement_error = ""  # a refused replacement is reported until the next check
+        if status == Status.CONNECTED:
+            message = f"Key verified with {venue.name}"
+        elif status == Status.TRADING_EXPIRED:
+            message = f"{venue.name} turned this key's trading permission off; balances are still read"
+        else:
+            message = f"{venue.name} reports permissions: {connection.permissions or 'none'}"
+        _set_status(connection, status, message)
+        if balances is not None:
+            if not connection.established:
+                # Logged once the venue has accepted the key, so its masked ends are a real API Key.
+                security_log(
+                    user=connection.owner,
+                    kind=SecurityEvent.Kind.KEY_ADDED,
+                    detail=f"{venue.name} {connection.masked_access_key}",
+                )
+            connection.established = True
+            _save_snapshot(connection, balances)
+            connection.next_check_at = next_check(connection, connection.owner.refresh_seconds)
+            if status != Status.CONNECTED:
+                connection.last_error_at = now
+        else:
+            connection.last_error_at = now
+            if status == Status.WITHDRAW_ENABLED:
+                # A key that can withdraw is destroyed as soon as the venue says so.
+                _destroy_keys(connection)
+                if connection.established:
+                    security_log(
+                        user=connection.owner,
+                        kind=SecurityEvent.Kind.KEY_REMOVED,
+                        detail=f"{connection.masked_access_key}: {venue.name} reports Withdraw permission",
+                    )
+                connection.next_check_at = None
+            else:
+                _after_refusal(connection)
+        connection.save(update_fields=_fields_to_save(connection))
+    return status
+
+
+def record_failure(connection: ExchangeConnection, error: VenueError) -> str | None:
+    logger.info("%s check of connection %s failed: %s", connection.venue.name, connection.pk, error)
+    with transaction.atomic():
+        if not still_ours(connection):
+            return None
+        connection.error_kind = error.kind
+        connection.error_detail = error.detail[:1000]
+        connection.last_error_at = connection.last_checked_at = timezone.now()
+        connection.claimed_until = None
+        if error.permanent:
+            _set_status(connection, _STATUS_BY_KIND.get(error.kind, Status.INVALID), error.detail)
+            _after_refusal(connection)
+        else:
+            # Keep the key and the last good balance; try again with growing pauses, and never
+            # sooner than the venue asked (Retry-After).
+            _set_status(connection, Status.TEMPORARY, error.detail)
+            delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
+            delay = max(delay, error.retry_after or 0)
+            connection.attempts += 1
+            connection.next_check_at = next_check(connection, delay)
+        connection.save(update_fields=_fields_to_save(connection))
+    return connection.status
+
+
+def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | None:
+    with transaction.atomic():
+        if not still_ours(connection):
+            return None
+        connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
+        connection.replacement_error = reason
+        connection.claimed_until = None
+        connection.save(
+            update_fields=[*PENDING_KEY_FIELDS, "replacement_error", "claimed_until", "updated_at"]
+        )
+        ConnectionEvent.objects.create(
+            connection=connection, status=connection.status, message=f"New key refused: {reason}"
+        )
+    return connection.status
+
+
+def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> None:
+    valuation = balances.valuation
+    snapshot = BalanceSnapshot.objects.create(
+        connection=connection,
+        total_usdt=valuation.total_usdt,
+        total_btc=valuation.total_btc,
+        account_types=list(valuation.account_types),
+        accounts_unread=balances.unread,
+        unpriced=list(valuation.unpriced),
+        other_lines=[
+            {"account_type": o.wallet, "currency": o.asset, "type": o.type, "balance": str(o.balance)}
+            for o in valuation.other_lines
+        ],
+    )
+    BalanceLine.objects.bulk_create(
+        BalanceLine(
+            snapshot=snapshot,
+            account_type=h.account_type,
+            currency=h.currency,
+            available=h.available,
+            in_orders=h.in_orders,
+            debt=h.debt,
+            total=h.total,
+            price_usdt=h.price_usdt,
+            value_usdt=h.value_usdt,
+        )
+        for h in valuation.holdings
+    )
+    connection.total_usdt = valuation.total_usdt
+    connection.total_btc = valuation.total_btc
+    connection.accounts_read = list(valuation.account_types)
+    connection.accounts_unread = balances.unread
+    connection.unpriced = list(valuation.unpriced)
+    connection.latest_snapshot = snapshot
+    connection.last_refreshed_at = snapshot.taken_at

@@ -1,0 +1,128 @@
+"""What a worker process keeps per venue between checks: its gate to the venue, the venue's
+clock offset, and the venue's prices shared through Redis. Also the client for a connection.
+
+Kept per venue, never mixed: each exchange has its own limits, clock and tickers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+
+from . import registry
+from .venues.kit.gate import Gate
+from .venues.kit.types import Credentials
+from .venues.kit.venue import Venue, VenueClient
+
+PRICES_CACHE_KEY = "{}:tickers:v2"
+PRICES_LOCK_KEY = "{}:tickers:lock"
+PRICES_LOCK_SECONDS = 15
+PRICES_WAIT_STEPS, PRICES_WAIT_STEP_SECONDS = 20, 0.1
+# Each process also keeps the shared table for a few seconds, so a refresh wave does not read
+# and decode it from Redis once per check.
+PRICES_MEMO_SECONDS = 5
+
+_lock = threading.Lock()
+_redis: redis.Redis | None = None
+_gates: dict[str, Gate] = {}
+# The venue's clock against ours, measured once per <PREFIX>_CLOCK_SYNC_SECONDS by each process
+# rather than before every check. It is this process's clock that may be off, so the figure is
+# not shared between machines. venue id -> (monotonic time measured, offset ms)
+_clocks: dict[str, tuple[float, int]] = {}
+_prices_memo: dict[str, tuple[float, dict[str, Decimal]]] = {}
+
+
+def redis_client() -> redis.Redis:
+    """This process's client for the project's Redis (its connection pool is thread-safe), for
+    what the Django cache does not offer: the gates' script, the sweeper's marks."""
+    global _redis
+    with _lock:
+        if _redis is None:
+            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        return _redis
+
+
+def gate_for(venue: Venue) -> Gate:
+    """This process's admission to the venue: the cap on requests in flight and its limits."""
+    client = redis_client()
+    with _lock:
+        gate = _gates.get(venue.id)
+        if gate is None:
+            gate = _gates[venue.id] = Gate(
+                client,
+                cap=int(registry.setting(venue, "MAX_CONCURRENT_REQUESTS")),
+                lease_seconds=sum(registry.timeout(venue)) + 5,
+                max_wait_seconds=float(registry.setting(venue, "GATE_WAIT_SECONDS")),
+                prefix=f"{venue.id}:gate",
+                limit_for=venue.limit_for,
+            )
+        return gate
+
+
+def client_for(connection, *, pending: bool = False) -> VenueClient:
+    """A client signing with the connection's key, or with the replacement key it holds."""
+    venue = connection.venue
+    if pending:
+        credentials = Credentials(connection.pending_access_key, connection.pending_secret_key)
+        scope = f"conn:{connection.pk}:new"
+    else:
+        credentials = Credentials(connection.access_key, connection.secret_key)
+        # Every key of one account shares the venue's per-account limits: count them together.
+        scope = f"uid:{connection.account_uid}" if connection.account_uid else f"conn:{connection.pk}"
+    return venue.client(
+        base_url=registry.api_url(venue),
+        credentials=credentials,
+        timeout=registry.timeout(venue),
+        gate=gate_for(venue),
+        scope=scope,
+    )
+
+
+def sync_clock(venue: Venue, client: VenueClient) -> int:
+    clock = _clocks.get(venue.id)
+    if clock is None or time.monotonic() - clock[0] > float(registry.setting(venue, "CLOCK_SYNC_SECONDS")):
+        offset = client.sync_clock()
+        _clocks[venue.id] = clock = (time.monotonic(), offset)
+    client.clock_offset_ms = clock[1]
+    return clock[1]
+
+
+def forget_clock(venue: Venue) -> None:
+    """The venue refused our timestamp: measure again before the next signed call."""
+    _clocks.pop(venue.id, None)
+
+
+def prices(venue: Venue, client: VenueClient) -> dict[str, Decimal]:
+    """The venue's prices, fetched at most once per TICKERS_CACHE_SECONDS and shared by all
+    workers. When the cached table expires, one worker fetches it while the others wait
+    briefly for it, so a refresh wave does not send every worker to the venue at once."""
+    memo = _prices_memo.get(venue.id)
+    if memo is not None and time.monotonic() < memo[0]:
+        return memo[1]
+    key, lock = PRICES_CACHE_KEY.format(venue.id), PRICES_LOCK_KEY.format(venue.id)
+    for _ in range(PRICES_WAIT_STEPS):
+        cached = cache.get(key)
+        if cached is not None:
+            table = {symbol: Decimal(price) for symbol, price in cached.items()}
+            _prices_memo[venue.id] = (time.monotonic() + PRICES_MEMO_SECONDS, table)
+            return table
+        if cache.add(lock, 1, timeout=PRICES_LOCK_SECONDS):
+            break
+        time.sleep(PRICES_WAIT_STEP_SECONDS)
+    try:
+        table = client.prices()
+        cache.set(key, {s: str(p) for s, p in table.items()}, timeout=settings.TICKERS_CACHE_SECONDS)
+    finally:
+        cache.delete(lock)
+    return table
+
+
+def forget_process_state() -> None:
+    """Drop what this process remembers between checks (clock offsets, prices): for tests."""
+    _clocks.clear()
+    _prices_memo.clear()

@@ -1,0 +1,1 @@
+"""Binance (spot, api.binance.com): signing, errors, limits, client and venue."""
