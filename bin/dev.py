@@ -1,5 +1,5 @@
 """`make run` / `make demo`: start web, worker and beat (and Redis when REDIS_URL is unset,
-and the HTX sandbox for the demo) under honcho. Ctrl-C stops them all."""
+and every exchange's sandbox for the demo) under honcho. Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def ensure_dotenv() -> None:
     print(f"Wrote {path} with fresh secrets for this machine.", flush=True)
 
 
+def _venues():
+    """The venues of settings.VENUES (read with the .env just written)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
+    import django
+
+    django.setup()
+    from exchanges import registry
+
+    return registry.venues()
+
+
 def main() -> None:
     demo = "--demo" in sys.argv[1:]
     env = os.environ
@@ -47,16 +58,19 @@ def main() -> None:
         env["EMBEDDED_REDIS_PORT"] = str(port)
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         processes.append("redis")
+    venues = _venues()
     if demo:
-        port = free_port()
-        env["SANDBOX_PORT"] = str(port)
-        env["HTX_API_URL"] = f"http://127.0.0.1:{port}"
+        # Each exchange's sandbox on a port of its own; the dashboard signs requests to them.
+        ports = {venue.id: free_port() for venue in venues}
+        env["SANDBOX_PORTS"] = ",".join(f"{venue_id}={port}" for venue_id, port in ports.items())
+        for venue in venues:
+            env[f"{venue.env_prefix}_API_URL"] = f"http://127.0.0.1:{ports[venue.id]}"
         processes.append("sandbox")
-    print(
-        f"Dashboard: http://127.0.0.1:{env['WEB_PORT']}/   HTX API: {env.get('HTX_API_URL', 'https://api.huobi.pro')}"
-        f"   Redis: {env['REDIS_URL']}",
-        flush=True,
+    apis = "   ".join(
+        f"{venue.name} API: {env.get(f'{venue.env_prefix}_API_URL', venue.default_api_url)}"
+        for venue in venues
     )
+    print(f"Dashboard: http://127.0.0.1:{env['WEB_PORT']}/   {apis}   Redis: {env['REDIS_URL']}", flush=True)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     os.chdir(ROOT)

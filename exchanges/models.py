@@ -139,9 +139,9 @@ class ExchangeConnection(models.Model):
 
     @property
     def venue(self):
-        from .registry import get
+        from .registry import get_or_retired
 
-        return get(self.exchange)
+        return get_or_retired(self.exchange)
 
     @property
     def exchange_name(self) -> str:

@@ -19,6 +19,7 @@ from django.dispatch import receiver
 from django.http import Http404
 from django.utils.module_loading import import_string
 
+from exchanges.venues.kit.errors import ErrorKind, VenueError
 from exchanges.venues.kit.venue import Venue
 
 DEFAULTS = {
@@ -62,6 +63,26 @@ def name_of(venue_id: str) -> str:
     """A venue's name for display; an id no longer offered is shown as it is stored."""
     venue = _venues().get(venue_id)
     return venue.name if venue else venue_id.upper()
+
+
+class RetiredVenue(Venue):
+    """A venue removed from settings.VENUES while connections to it remain: its pages still
+    render, and its checks fail as transient (the keys are kept until the user removes them)."""
+
+    logo = "img/favicon.svg"
+    default_api_url = api_management_url = "https://invalid.example"
+    help_template = ""
+    env_prefix = "RETIRED"
+
+    def __init__(self, venue_id: str):
+        self.id, self.name = venue_id, venue_id.upper()
+
+    def client(self, **kwargs):
+        raise VenueError(ErrorKind.UNAVAILABLE, message=f"{self.name} is no longer offered by this dashboard")
+
+
+def get_or_retired(venue_id: str) -> Venue:
+    return _venues().get(venue_id) or RetiredVenue(venue_id)
 
 
 def setting(venue: Venue, name: str, default=None):

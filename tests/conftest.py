@@ -114,6 +114,29 @@ def sandbox(settings):
     server.stop()
 
 
+@pytest.fixture
+def sandboxes(settings):
+    """Every registered venue's sandbox, the dashboard pointed at each: {venue id: sandbox}."""
+    from exchanges import registry
+
+    started = {}
+    try:
+        for venue in registry.venues():
+            started[venue.id] = venue.sandbox().start()
+            setattr(settings, f"{venue.env_prefix}_API_URL", started[venue.id].url)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def sandbox_env(sandboxes: dict) -> dict[str, str]:
+    """The environment that points a worker process at each venue's sandbox."""
+    from exchanges import registry
+
+    return {f"{registry.get(venue_id).env_prefix}_API_URL": s.url for venue_id, s in sandboxes.items()}
+
+
 # --- A real Celery worker process --------------------------------------------------------------
 
 
@@ -217,6 +240,22 @@ def celery_worker_process(transactional_db, sandbox, tmp_path):
         worker_args(hostname=f"test-{os.getpid()}@%h"),
         log_path=tmp_path / "worker.log",
         env={"HTX_API_URL": sandbox.url},
+        ready=b" ready.",
+    )
+    yield process
+    stop_process(process)
+
+
+@pytest.fixture
+def venues_worker_process(transactional_db, sandboxes, tmp_path):
+    """`celery worker` in its own process, pointed at every venue's sandbox."""
+    from bitsgap_clone.celery import app
+
+    app.control.purge()
+    process = start_celery(
+        worker_args(hostname=f"test-{os.getpid()}@%h"),
+        log_path=tmp_path / "worker.log",
+        env=sandbox_env(sandboxes),
         ready=b" ready.",
     )
     yield process

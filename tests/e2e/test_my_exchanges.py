@@ -84,7 +84,8 @@ def _refresh(page, connection: ExchangeConnection) -> None:
 def _no_horizontal_overflow(page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     viewport = page.evaluate("window.innerWidth")
-    assert width <= viewport, f"page is {width}px wide in a {viewport}px viewport"
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent || '').slice(0, 60))""")
+    assert width <= viewport, f"page is {width}px wide in a {viewport}px viewport: {wide}"
 
 
 # --- 1. Refresh ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -190,7 +190,7 @@ class BinanceClient:
 
         overview = None
         with unread_wallet("overview", "Wallet overview"):
-            overview = _overview(self._call("GET", OVERVIEW, {"quoteAsset": "USDT"}))
+            overview = overview_of(self._call("GET", OVERVIEW, {"quoteAsset": "USDT"}))
 
         flexible_read = False
         if overview is None:
@@ -220,17 +220,7 @@ class BinanceClient:
             with unread_wallet("futures", "USDⓈ-M Futures"):
                 book.futures(self._call("GET", FUTURES, futures=True))
 
-        for name, row in (overview or {}).get("_rows", {}).items():
-            if name in _READ_WALLETS or row["balance"] == 0:
-                continue
-            unread.append(
-                {
-                    "type": _slug(row["name"]),
-                    "id": row["name"],
-                    "reason": f"Binance shows {row['shown']} USDT here; this dashboard does not read "
-                    "this wallet's assets yet",
-                }
-            )
+        unread += unlisted_wallets(overview)
         return book.result(unread)
 
     def prices(self) -> dict[str, Decimal]:
@@ -406,18 +396,22 @@ def facts_from_restrictions(
     data: dict[str, Any], *, skew_ms: int = 0, now: datetime | None = None
 ) -> KeyFacts:
     """E4 as ``KeyFacts``. ``tradingAuthorityExpirationTime`` is present only when the trading
-    right expires (keys without an IP restriction: 30 days); a date in the past means Binance
-    has turned trading off."""
+    right expires (keys without an IP restriction: 30 days). A date in the past means Binance
+    has turned trading off (or is about to untick the box), so the key cannot trade; unless the
+    box is ticked on a key that is now IP-restricted, whose trading never expires (a stale date)."""
     if not isinstance(data, dict):
         raise TypeError("apiRestrictions answer is not an object")
-    now = now or datetime.now(UTC)
+    # "In the past" by Binance's clock: ours corrected by the measured skew.
+    now = now or datetime.now(UTC) + timedelta(milliseconds=skew_ms)
     expires_ms = data.get("tradingAuthorityExpirationTime")
     expires_at = datetime.fromtimestamp(int(expires_ms) / 1000, UTC) if expires_ms else None
-    trading_expired = expires_at is not None and expires_at <= now
+    trading_on = data.get("enableSpotAndMarginTrading") is True
+    restricted = data.get("ipRestrict") is True
+    trading_expired = expires_at is not None and expires_at <= now and not (trading_on and restricted)
     flags = tuple(Flag(label, data.get(field) is True, danger) for field, label, danger in PERMISSION_FLAGS)
     return KeyFacts(
         can_read=data.get("enableReading") is True,
-        can_trade=data.get("enableSpotAndMarginTrading") is True,
+        can_trade=trading_on and not trading_expired,
         can_withdraw=data.get("enableWithdrawals") is True,
         permissions=tuple(k for k, v in data.items() if v is True and k.startswith(("enable", "permits"))),
         flags=flags,
@@ -463,7 +457,25 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", _wallet_key(name)).strip("-") or "wallet"
 
 
-def _overview(data: Any) -> dict[str, Any]:
+def unlisted_wallets(overview: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Wallets E7 shows with money that this client has no detail endpoint for (Trading Bots,
+    Copy Trading, Options, Isolated Margin, COIN-M Futures, any new one), as ``unread``."""
+    unread = []
+    for key, row in (overview or {}).get("_rows", {}).items():
+        if key in _READ_WALLETS or row["balance"] == 0:
+            continue
+        unread.append(
+            {
+                "type": _slug(row["name"]),
+                "id": row["name"],
+                "reason": f"Binance shows {row['shown']} USDT here; this dashboard does not read "
+                "this wallet's assets yet",
+            }
+        )
+    return unread
+
+
+def overview_of(data: Any) -> dict[str, Any]:
     """E7 as {wallet key: balance in USDT}, plus the rows (``_rows``) for what we do not read."""
     with _parsing(OVERVIEW):
         result: dict[str, Any] = {}

@@ -113,18 +113,23 @@ def decode(
         shown_code = str(code) if code is not None else str(status)
     else:
         # Not Binance's API talking: a CDN or proxy page (CloudFront "The request could not be
-        # satisfied"), a Spring 404, or an empty answer. Never a verdict on the key.
+        # satisfied"), an empty or cut-short answer, or JSON of another shape (Spring's 404).
+        # Never a verdict on the key.
         text = body.decode("utf-8", "replace") if body else ""
         looks_html = text.lstrip()[:1] == "<"
-        message = f"Binance answered HTTP {status} " + (
-            "with a web page" if looks_html else "without an API answer"
-        )
+        if data is not None:
+            what = "without an API error"
+        elif looks_html:
+            what = "with a web page"
+        else:
+            what = "with an unreadable answer"
+        message = f"Binance answered HTTP {status} {what}"
         if "maintenance" in text.lower():
             message += " (maintenance)"
         shown_code = str(status)
         kind = classify(status, None, message)
-        if kind == ErrorKind.UNKNOWN and (looks_html or not text.strip()):
-            kind = ErrorKind.UNAVAILABLE
+        if kind == ErrorKind.UNKNOWN and data is None:
+            kind = ErrorKind.UNAVAILABLE  # unreadable: like no answer at all
         return BinanceError(
             kind,
             status=status,

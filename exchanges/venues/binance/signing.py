@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -30,15 +31,26 @@ RSA = "rsa"
 Params = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
+# A PEM private key, also with its spaces and line breaks removed (as a one-line form field
+# leaves it): "-----BEGINPRIVATEKEY-----MC4C...-----ENDPRIVATEKEY-----".
+_PEM = re.compile(r"-----BEGIN\s*([A-Z ]*?)\s*PRIVATE\s*KEY-----(.*?)-----END", re.DOTALL)
+
+
+def is_private_key(text: str) -> bool:
+    return re.search(r"PRIVATE\s*KEY|-----BEGIN", text) is not None
+
+
 def key_type(secret: str) -> str:
     """``hmac`` for a Binance Secret Key, ``ed25519`` or ``rsa`` for a pasted PEM private key.
 
     Like ccxt: a secret containing ``PRIVATE KEY`` is a PEM; RSA keys are the long ones (an
-    Ed25519 PKCS#8 PEM is 119 characters, an RSA one well over a thousand)."""
-    if "PRIVATE KEY" not in secret:
+    Ed25519 PKCS#8 PEM holds 64 base64 characters, an RSA one well over a thousand)."""
+    if not is_private_key(secret):
         return HMAC
-    if "RSA PRIVATE KEY" in secret or len(secret) > 120 + 40:
-        return RSA
+    found = _PEM.search(secret)
+    body = "".join(found.group(2).split()) if found else secret
+    if (found and "RSA" in found.group(1)) or len(body) > 200:
+        return RSA  # "RSA PRIVATE KEY" (PKCS#1), or a PKCS#8 key far too long for Ed25519
     return ED25519
 
 
@@ -78,8 +90,16 @@ def load_ed25519_key(pem: str) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    found = _PEM.search(pem)
+    if found is None:
+        raise ValueError("not a PEM private key")
+    # Rebuilt from its base64 body, so a key whose line breaks were lost still loads.
+    body = "".join(found.group(2).split())
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     try:
-        key = load_pem_private_key(pem.strip().encode(), password=None)
+        key = load_pem_private_key(
+            f"-----BEGIN PRIVATE KEY-----\n{lines}\n-----END PRIVATE KEY-----\n".encode(), password=None
+        )
     except (TypeError, ValueError):
         raise ValueError("not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):

@@ -11,6 +11,7 @@ from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
 
 from . import limits
 from .client import DEFAULT_BASE_URL, BinanceClient, redact
+from .signing import is_private_key
 
 # Binance API Keys and Secret Keys ("System generated", HMAC) are 64 letters and digits.
 KEY_LENGTH = 64
@@ -26,6 +27,7 @@ class BinanceVenue(Venue):
     default_api_url = DEFAULT_BASE_URL
     api_management_url = "https://www.binance.com/en/my/settings/api-management"
     help_template = "binance/help.html"
+    help_title = "How to create a Binance API key"
     env_prefix = "BINANCE"
     uid_label = "Binance UID"
     credential_fields = (
@@ -146,11 +148,22 @@ class BinanceVenue(Venue):
         ),
     }
 
+    # The sandbox's demo keys by their part in the contract suite (the start of their note).
+    demo_scenarios: ClassVar[dict[str, str]] = {
+        "good": "demo: good key",
+        "withdraw": "demo: withdraw enabled",
+        "read_only": "demo: read-only",
+        "ip_elsewhere": "demo: ip-bound elsewhere",
+        "ip_bound_here": "demo: ip-bound good key",
+        "expired": "demo: trading expired",
+        "expires_soon": "demo: trading expiring soon",
+    }
+
     def validate(self, credentials: Credentials) -> dict[str, str]:
         errors: dict[str, str] = {}
         for field, value in (("access_key", credentials.api_key), ("secret_key", credentials.secret)):
             name = _NAMES[field]
-            if "PRIVATE KEY" in value or "PUBLIC KEY" in value:
+            if is_private_key(value) or re.search(r"PUBLIC\s*KEY", value):
                 errors[field] = (
                     f"This is a PEM key, not a Binance {name}. This dashboard supports Binance's "
                     "“System generated” (HMAC) keys only, not Ed25519 or RSA keys: create a System "

@@ -25,6 +25,7 @@ class HtxVenue(Venue):
     default_api_url = DEFAULT_BASE_URL
     api_management_url = "https://www.htx.com/en-us/apikey"
     help_template = "htx/help.html"
+    help_title = "How to create an HTX API key"
     env_prefix = "HTX"
     uid_label = "HTX UID"
     credential_fields = (
@@ -151,6 +152,15 @@ class HtxVenue(Venue):
         from .sandbox import HtxSandbox, load_accounts, load_tickers
 
         return HtxSandbox(load_accounts(), load_tickers(), **kwargs)
+
+    demo_scenarios: ClassVar[dict[str, str]] = {
+        "good": "demo: good key",
+        "withdraw": "demo: same user, key with withdraw",
+        "read_only": "demo: read-only",
+        "ip_elsewhere": "demo: bound to ip 203.0.113.7",
+        "ip_bound_here": "demo: bound to 127.0.0.1",
+        "expired": "demo: expired key",
+    }
 
     def demo_keys(self) -> list[tuple[str, str, str]]:
         from .sandbox import load_accounts

@@ -105,6 +105,9 @@ class Venue:
     # Request limits enforced by the gate; ``limit_for`` picks one per request path.
     limits: ClassVar[Mapping[str, Limit]] = {}
 
+    # "How to create an HTX API key": the guide's title, linked from the dialog and every status.
+    help_title: ClassVar[str] = ""
+
     def validate(self, credentials: Credentials) -> dict[str, str]:
         """Format checks before any network call: {field name: message} for what is wrong, the
         field names being those of ``credential_fields`` ("access_key", "secret_key", ...), or
@@ -138,6 +141,19 @@ class Venue:
     def demo_keys(self) -> list[tuple[str, str, str]]:
         """(API Key, Secret Key, what it is) of the sandbox's demo keys."""
         return []
+
+    # Which demo key plays which part in the contract suite (tests/venues/test_contract.py):
+    # scenario -> the start of its note. Scenarios: good, withdraw, read_only, ip_elsewhere,
+    # ip_bound_here, expired (the key, or only its trading right).
+    demo_scenarios: ClassVar[Mapping[str, str]] = {}
+
+    def demo_key(self, scenario: str) -> tuple[str, str]:
+        """(API Key, Secret Key) of the demo key playing ``scenario``."""
+        prefix = self.demo_scenarios[scenario].lower()
+        for api_key, secret, note in self.demo_keys():
+            if note.lower().startswith(prefix):
+                return api_key, secret
+        raise LookupError(f"{self.id} has no demo key for {scenario!r}")
 
     def __repr__(self) -> str:
         return f"<Venue {self.id}>"

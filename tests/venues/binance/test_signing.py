@@ -169,6 +169,15 @@ def test_v11_ed25519_signature_is_base64_and_percent_encoded():
     )
 
 
+def test_an_ed25519_pem_that_lost_its_line_breaks_still_signs():
+    # A one-line form field removes every space and line break from what was pasted.
+    flattened = "".join(_rfc8032_pem().split())
+    assert flattened.startswith("-----BEGINPRIVATEKEY-----")
+    assert signing.key_type(flattened) == signing.ED25519
+    payload = f"timestamp={TS}&recvWindow=10000"
+    assert Signer(flattened).signature(payload) == Signer(_rfc8032_pem()).signature(payload)
+
+
 def test_rsa_private_keys_are_recognised_and_refused():
     pem = (
         generate_private_key(public_exponent=65537, key_size=2048)
@@ -178,6 +187,11 @@ def test_rsa_private_keys_are_recognised_and_refused():
         .decode()
     )
     assert signing.key_type(pem) == signing.RSA
+    assert signing.key_type("".join(pem.split())) == signing.RSA
+    assert (
+        signing.key_type("-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----")
+        == signing.RSA
+    )
     assert signing.key_type(SECRET) == signing.HMAC
     with pytest.raises(ValueError, match="RSA"):
         Signer(pem)

@@ -32,6 +32,7 @@ def test_it_declares_what_the_dashboard_shows():
     assert BINANCE.default_api_url == "https://api.binance.com"
     assert BINANCE.api_management_url == "https://www.binance.com/en/my/settings/api-management"
     assert BINANCE.help_template == "binance/help.html"
+    assert BINANCE.help_title == "How to create a Binance API key"
     assert BINANCE.uid_label == "Binance UID"
     assert BINANCE.logo == "img/binance.svg" and (ROOT / "static" / BINANCE.logo).is_file()
     assert (ROOT / "exchanges" / "venues" / BINANCE.help_template).is_file()
@@ -143,6 +144,8 @@ def _pem(key) -> str:
         lambda: _pem(Ed25519PrivateKey.generate()),
         lambda: _pem(generate_private_key(public_exponent=65537, key_size=2048)),
         lambda: "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+        # As the one-line form field leaves it: every space and line break removed.
+        lambda: "".join(_pem(Ed25519PrivateKey.generate()).split()),
     ],
 )
 def test_a_private_key_pasted_as_secret_gets_a_clear_message(make):
@@ -261,8 +264,49 @@ def test_the_venue_imports_nothing_of_the_project_but_the_kit():
                 top = name.split(".")[0]
                 assert top not in ("django", "bitsgap_clone"), (source.name, name)
                 if top == "exchanges":
-                    assert name.startswith("exchanges.venues.kit"), (source.name, name)
+                    assert name.startswith(("exchanges.venues.kit", "exchanges.venues.binance")), (
+                        source.name,
+                        name,
+                    )
     assert client_module.__name__ == "exchanges.venues.binance.client"
+
+
+# --- sandbox and demo keys -----------------------------------------------------------------
+
+SCENARIOS = (
+    "demo: good key",
+    "demo: ip-bound good key",
+    "demo: withdraw enabled",
+    "demo: ip-bound elsewhere",
+    "demo: read-only",
+    "demo: trading expiring soon",
+    "demo: trading expired",
+)
+
+
+def test_demo_keys_cover_every_scenario_and_pass_validation():
+    for scenario, note in BINANCE.demo_scenarios.items():
+        api_key, secret = BINANCE.demo_key(scenario)
+        assert note in SCENARIOS and BINANCE.validate(Credentials(api_key, secret)) == {}
+    assert set(BINANCE.demo_scenarios.values()) == set(SCENARIOS)
+    demo = BINANCE.demo_keys()
+    notes = [note for _, _, note in demo]
+    for scenario in SCENARIOS:
+        assert sum(note.startswith(scenario) for note in notes) == 1, scenario
+    for api_key, secret, _ in demo:
+        assert BINANCE.validate(Credentials(api_key, secret)) == {}
+
+
+def test_the_venue_starts_its_sandbox_on_loopback():
+    from exchanges.venues.binance.sandbox import BinanceSandbox
+
+    sandbox = BINANCE.sandbox(port=0)
+    assert isinstance(sandbox, BinanceSandbox)
+    with sandbox:
+        assert sandbox.url.startswith("http://127.0.0.1:")
+        with BINANCE.client(base_url=sandbox.url, credentials=None, timeout=(1.0, 2.0)) as client:
+            assert abs(client.sync_clock()) < 1000
+    assert set(sandbox.keys) == {key for key, _, _ in BINANCE.demo_keys()}
 
 
 # --- help page and logo ---------------------------------------------------------------------
@@ -316,3 +360,23 @@ def test_the_logo_is_a_small_self_contained_yellow_svg():
     assert len(raw) < 2000
     assert "href" not in raw and "<script" not in raw and "url(" not in raw
     assert raw.count("http") == 1  # the xmlns only
+
+
+@pytest.mark.django_db
+def test_the_help_page_renders_through_the_app_with_and_without_egress_ips(
+    client, django_user_model, settings
+):
+    from django.urls import reverse
+
+    client.force_login(django_user_model.objects.create_user("guide-reader", password="x-long-pass-1"))
+    url = reverse("exchanges:help-api-key", args=["binance"])
+    settings.EGRESS_IPS = ["203.0.113.5", "198.51.100.2"]
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "How to create a Binance API key for this dashboard" in html
+    assert "203.0.113.5 198.51.100.2" in html and "None configured" not in html
+    assert reverse("exchanges:connection-add-venue", args=["binance"]) in html
+    settings.EGRESS_IPS = []
+    html = client.get(url).content.decode()
+    assert "None configured" in html and "203.0.113.5" not in html
