@@ -77,7 +77,8 @@ class ExchangeConnection(models.Model):
     # expiry unknown.
     key_info_known = models.BooleanField(default=True)
     permissions = models.TextField(blank=True)  # the venue's names of the permissions on, comma-separated
-    key_flags = models.JSONField(default=list, blank=True)  # [[name, on, danger]] in the venue's words
+    # [[name, on, danger, required]] in the venue's words (kit.types.Flag)
+    key_flags = models.JSONField(default=list, blank=True)
     ip_addresses = models.TextField(blank=True)
     ip_restricted = models.BooleanField(null=True, blank=True)  # None: not known
     key_expires_at = models.DateTimeField(null=True, blank=True)

@@ -113,7 +113,7 @@ def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
     connection.account_uid = facts.account_uid or ""
     connection.key_info_known = facts.known
     connection.permissions = ",".join(facts.permissions)
-    connection.key_flags = [[flag.name, flag.on, flag.danger] for flag in facts.flags]
+    connection.key_flags = [[flag.name, flag.on, flag.danger, flag.required] for flag in facts.flags]
     connection.ip_addresses = ",".join(facts.ip_addresses)
     connection.ip_restricted = facts.ip_restricted
     connection.key_expires_at = facts.key_expires_at

@@ -408,8 +408,9 @@ def _verification_response(request: HttpRequest, connection) -> HttpResponse:
         ),
         "done": done,
         "venue": connection.venue,
+        # A key that works (trading expired still reads) needs no second try.
         "form": None
-        if not done or connection.status == Status.CONNECTED
+        if not done or connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED)
         else ConnectionForm(venue=connection.venue, initial={"label": connection.label}),
         "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
         "poll_delay": _verification_poll_delay(connection),

@@ -10,6 +10,25 @@ def _no_uid_is_empty(apps, schema_editor):
     Connection.objects.filter(account_uid__isnull=True).update(account_uid="")
 
 
+# HTX was the only venue before: its permission flags as the new key facts show them.
+_HTX_FLAGS = (
+    ("readOnly", "Read", False, True),
+    ("trade", "Trade", False, True),
+    ("withdraw", "Withdraw", True, False),
+)
+
+
+def _htx_flags(apps, schema_editor):
+    Connection = apps.get_model("exchanges", "ExchangeConnection")
+    for connection in Connection.objects.filter(exchange="htx", key_info_known=True).exclude(permissions=""):
+        held = set(connection.permissions.split(","))
+        connection.key_flags = [
+            [name, code in held, danger, required] for code, name, danger, required in _HTX_FLAGS
+        ]
+        connection.ip_restricted = bool(connection.ip_addresses)
+        connection.save(update_fields=["key_flags", "ip_restricted"])
+
+
 class Migration(migrations.Migration):
     dependencies = [("exchanges", "0001_initial")]
 
@@ -52,6 +71,7 @@ class Migration(migrations.Migration):
             name="trading_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.RunPython(_htx_flags, migrations.RunPython.noop),
         migrations.AlterField(
             model_name="exchangeconnection",
             name="status",

@@ -81,10 +81,16 @@ def _refresh(page, connection: ExchangeConnection) -> None:
     _row(page).get_by_role("button", name="Refresh").click()
 
 
+# What sticks out on the right, to say what widened the page when it is too wide.
+_WIDER_THAN_VIEWPORT = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8)
+  .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`)"""
+
+
 def _no_horizontal_overflow(page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     viewport = page.evaluate("window.innerWidth")
-    wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent || '').slice(0, 60))""")
+    wide = page.evaluate(_WIDER_THAN_VIEWPORT)
     assert width <= viewport, f"page is {width}px wide in a {viewport}px viewport: {wide}"
 
 

@@ -321,7 +321,11 @@ def test_a_connection_shows_what_htx_told_us_about_the_key(alice_client, alice):
         established=True,
         last_verified_at=timezone.now(),
         permissions="readOnly,trade",
-        key_flags=[["Read", True, False], ["Trade", True, False], ["Withdraw", False, True]],
+        key_flags=[
+            ["Read", True, False, True],
+            ["Trade", True, False, True],
+            ["Withdraw", False, True, False],
+        ],
         ip_addresses="203.0.113.7",
         account_uid="63628520",
         clock_skew_ms=-4200,

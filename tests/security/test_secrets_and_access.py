@@ -39,9 +39,8 @@ from django.utils.module_loading import import_string
 from fernet_fields import EncryptedTextField
 
 from accounts.models import SecurityEvent
-from exchanges import keycheck, services
+from exchanges import keycheck, registry, services
 from exchanges.logging import RedactSigningParams
-from exchanges import registry
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.venues.htx.client import HtxClient
 from exchanges.venues.htx.errors import HtxError
@@ -681,7 +680,6 @@ def test_no_admin_page_shows_the_secret_and_the_access_key_only_masked(
 def test_a_crash_while_replacing_keys_leaks_them_nowhere(alice, settings, monkeypatch, mailoutbox):
     """A 500 in the middle of a key submission: the error page, the log records and the report
     mailed to ADMINS (POST data and local variables) hold no key material."""
-    from exchanges import tasks
 
     settings.ADMINS = [("Ops", "ops@example.com")]
     connection = ExchangeConnection.objects.create(

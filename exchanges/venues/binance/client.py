@@ -59,8 +59,8 @@ EARN_MAX_PAGES = 5
 # money can move. Withdrawals take it out of the account (refused); Universal Transfer only
 # moves it between the account's own wallets (shown as a warning).
 PERMISSION_FLAGS: tuple[tuple[str, str, bool], ...] = (
-    ("enableReading", "Enable Reading", False),
-    ("enableSpotAndMarginTrading", "Enable Spot & Margin Trading", False),
+    ("enableReading", "Enable Reading", False),  # required (see _REQUIRED)
+    ("enableSpotAndMarginTrading", "Enable Spot & Margin Trading", False),  # required
     ("enableWithdrawals", "Enable Withdrawals", True),
     ("enableMargin", "Enable Margin Loan, Repay & Transfer", False),
     ("enableFutures", "Enable Futures", False),
@@ -69,6 +69,9 @@ PERMISSION_FLAGS: tuple[tuple[str, str, bool], ...] = (
     ("enableVanillaOptions", "Enable Vanilla Options", False),
     ("enablePortfolioMarginTrading", "Enable Portfolio Margin Trading", False),
 )
+
+# The permissions this dashboard needs on: reading, and spot trading.
+_REQUIRED = frozenset({"enableReading", "enableSpotAndMarginTrading"})
 
 # Codes that mean "this key may not read that wallet" on a wallet endpoint: -2015 (no
 # permission, or futures not enabled), -1002 (not authorized), -3003 (no margin account).
@@ -408,7 +411,10 @@ def facts_from_restrictions(
     trading_on = data.get("enableSpotAndMarginTrading") is True
     restricted = data.get("ipRestrict") is True
     trading_expired = expires_at is not None and expires_at <= now and not (trading_on and restricted)
-    flags = tuple(Flag(label, data.get(field) is True, danger) for field, label, danger in PERMISSION_FLAGS)
+    flags = tuple(
+        Flag(label, data.get(field) is True, danger, required=field in _REQUIRED)
+        for field, label, danger in PERMISSION_FLAGS
+    )
     return KeyFacts(
         can_read=data.get("enableReading") is True,
         can_trade=trading_on and not trading_expired,

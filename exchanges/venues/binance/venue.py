@@ -48,6 +48,11 @@ class BinanceVenue(Venue):
         "Without an IP restriction Binance turns the key's trading permission off after 30 days; "
         "reading balances keeps working.",
     )
+    no_ip_binding_note = (
+        "Binance turns trading off for such keys 30 days after it was enabled (reading keeps "
+        "working), and may delete them when unused for 30 days."
+    )
+    not_described_note = "Binance did not describe this key."
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.KEY_IP_OR_PERMISSION: Text(

@@ -21,7 +21,12 @@ from .types import Account, AccountBalance, ApiKeyInfo
 # ``lock``, ...) is a derived or unknown figure, kept for display and never valued.
 _HOLDING_TYPES = {"trade": "available", "frozen": "in_orders"}
 _DEBT_TYPES = ("loan", "interest")
-_FLAGS = (("readOnly", "Read", False), ("trade", "Trade", False), ("withdraw", "Withdraw", True))
+# (HTX's name, ours, danger, required)
+_FLAGS = (
+    ("readOnly", "Read", False, True),
+    ("trade", "Trade", False, True),
+    ("withdraw", "Withdraw", True, False),
+)
 
 
 class HtxVenueClient(HtxClient):
@@ -83,7 +88,9 @@ def facts_from_key_info(
         can_withdraw="withdraw" in permissions,
         account_uid=str(uid) if uid is not None else None,
         permissions=tuple(sorted(permissions)),
-        flags=tuple(Flag(name, code in permissions, danger) for code, name, danger in _FLAGS),
+        flags=tuple(
+            Flag(name, code in permissions, danger, required) for code, name, danger, required in _FLAGS
+        ),
         ip_addresses=info.ip_addresses,
         ip_restricted=bool(info.ip_addresses),
         key_expires_at=expires,

@@ -29,6 +29,7 @@ class Flag:
     name: str  # the venue's own words, e.g. "Enable Spot & Margin Trading"
     on: bool
     danger: bool = False  # a money-moving permission we refuse or warn about (Withdraw)
+    required: bool = False  # the dashboard needs it on (read, trade)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,141 @@
+"""Several exchanges from one interface, in Chromium: HTX and Binance side by side, one
+portfolio, and every Binance refusal explained. Live server, a real worker, every venue's sandbox."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from playwright.sync_api import expect
+
+from exchanges import registry
+from exchanges.models import ExchangeConnection, Status
+from exchanges.templatetags.exchanges_tags import usdt
+from tests.e2e.test_connect_flow import _sign_up
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+HTX = registry.get("htx")
+BINANCE = registry.get("binance")
+
+
+def _connect(page, venue, key: tuple[str, str], label: str = ""):
+    page.get_by_role("link", name="Add New Exchange").first.click()
+    dialog = page.locator("dialog.modal")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_test_id(f"pick-{venue.id}").locator("img")).to_be_visible()  # its logo
+    dialog.get_by_test_id(f"pick-{venue.id}").click()
+    expect(dialog.get_by_role("heading", name=f"Connect {venue.name}")).to_be_visible()
+    if label:
+        dialog.get_by_label("Label").fill(label)
+    dialog.get_by_label("API Key").fill(key[0])
+    dialog.get_by_label("Secret Key").fill(key[1])
+    dialog.get_by_role("button", name="Connect").click()
+    return dialog
+
+
+def _row(page, label: str):
+    return page.get_by_test_id("connection").filter(has_text=label)
+
+
+def test_htx_and_binance_side_by_side_add_up_to_one_portfolio(
+    page, live_server, venues_worker_process, sandboxes, screenshot
+):
+    _sign_up(page, live_server.url, "two-venues@example.com")
+    expect(page.get_by_role("link", name=BINANCE.help_title)).to_be_visible()
+
+    dialog = _connect(page, HTX, HTX.demo_key("good"), "HTX main")
+    expect(dialog).to_have_count(0, timeout=30_000)
+    dialog = _connect(page, BINANCE, BINANCE.demo_key("good"), "Binance main")
+    expect(dialog.get_by_test_id("verification")).to_contain_text("Binance", timeout=30_000)
+    expect(dialog).to_have_count(0, timeout=30_000)
+
+    htx_row, binance_row = _row(page, "HTX main"), _row(page, "Binance main")
+    expect(htx_row.get_by_test_id("status")).to_contain_text("Connected")
+    expect(binance_row.get_by_test_id("status")).to_contain_text("Connected")
+    expect(binance_row.locator("img.logo")).to_have_attribute("alt", "Binance")
+    htx = ExchangeConnection.objects.get(exchange="htx")
+    binance = ExchangeConnection.objects.get(exchange="binance")
+    assert binance.total_usdt > 0 and htx.total_usdt > 0
+    expect(binance_row.get_by_test_id("balance")).to_have_text(f"{usdt(binance.total_usdt)} USDT")
+    # The header adds both exchanges.
+    expect(page.get_by_test_id("portfolio-total")).to_have_text(
+        f"{usdt(Decimal(htx.total_usdt) + Decimal(binance.total_usdt))} USDT"
+    )
+    # Binance takes trading away from keys without an IP restriction after 30 days: said so.
+    expect(binance_row.get_by_test_id("trading-expiry")).to_be_visible()
+    binance_row.get_by_text("What Binance told us about this key").click()
+    facts = binance_row.get_by_test_id("key-facts")
+    expect(facts).to_contain_text("Enable Spot & Margin Trading on")
+    expect(facts).to_contain_text("Enable Withdrawals off")
+    expect(facts.get_by_test_id("trading-permission")).to_contain_text("reading keeps working")
+    expect(facts).to_contain_text(binance.account_uid)
+    screenshot(page, "18-htx-and-binance")
+
+    page.get_by_test_id("by-exchange").click()
+    table = page.get_by_test_id("allocation-exchange")
+    expect(table).to_contain_text("HTX")
+    expect(table).to_contain_text("Binance")
+    expect(table).to_contain_text(usdt(binance.total_usdt))
+    screenshot(page, "19-allocation-by-exchange")
+
+    binance_row.get_by_role("link", name="Details").click()
+    expect(page.get_by_role("heading", name="Binance main")).to_be_visible()
+    holdings = page.get_by_test_id("holdings")
+    expect(holdings).to_contain_text("earn-flexible")  # Simple Earn, counted once
+    expect(holdings).to_contain_text("funding")
+    expect(page.get_by_test_id("unpriced")).to_be_visible()  # listed, never dropped
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    assert download.value.suggested_filename.startswith(f"binance-{binance.pk}-holdings-")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "status", "reason"),
+    [
+        ("withdraw", "Withdrawal enabled", "Enable Withdrawals"),
+        ("read_only", "Incorrect permissions", "Enable Spot & Margin Trading"),
+        ("ip_elsewhere", "Invalid", "127.0.0.1"),
+    ],
+    ids=["withdraw", "read-only", "ip-elsewhere"],
+)
+def test_every_binance_refusal_shows_its_reason(
+    page, live_server, venues_worker_process, sandboxes, screenshot, scenario, status, reason
+):
+    _sign_up(page, live_server.url, f"refused-{scenario.replace('_', '-')}@example.com")
+    dialog = _connect(page, BINANCE, BINANCE.demo_key(scenario))
+    alert = dialog.get_by_role("alert")
+    expect(alert).to_contain_text(reason, timeout=30_000)
+    expect(dialog.get_by_label("Secret Key")).to_have_value("")  # a form to try again
+    screenshot(page, f"20-binance-{scenario.replace('_', '-')}")
+    connection = ExchangeConnection.objects.get()
+    assert connection.secret_key is None and connection.access_key is None  # never kept
+    expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text(status)
+
+
+def test_a_binance_key_whose_trading_expired_keeps_its_balance_fresh(
+    page, live_server, venues_worker_process, sandboxes, screenshot
+):
+    _sign_up(page, live_server.url, "expired-trading@example.com")
+    dialog = _connect(page, BINANCE, BINANCE.demo_key("expired"))
+    expect(dialog.get_by_role("alert")).to_contain_text("Trading permission expired", timeout=30_000)
+    connection = ExchangeConnection.objects.get()
+    assert connection.status == Status.TRADING_EXPIRED and connection.total_usdt > 0
+    assert connection.has_keys  # a reading key is kept
+    page.keyboard.press("Escape")
+    row = page.get_by_test_id("connection")
+    expect(row.get_by_test_id("status")).to_contain_text("Trading expired")
+    expect(row.get_by_test_id("balance")).to_have_text(f"{usdt(connection.total_usdt)} USDT")
+    expect(page.get_by_test_id("portfolio-total")).to_have_text(f"{usdt(connection.total_usdt)} USDT")
+    screenshot(page, "21-binance-trading-expired")
+
+
+def test_a_binance_key_whose_trading_expires_soon_says_when(
+    page, live_server, venues_worker_process, sandboxes
+):
+    _sign_up(page, live_server.url, "expiring@example.com")
+    dialog = _connect(page, BINANCE, BINANCE.demo_key("expires_soon"))
+    expect(dialog).to_have_count(0, timeout=30_000)
+    expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text(
+        "Trading expires in 3 days"
+    )
