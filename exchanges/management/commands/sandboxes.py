@@ -18,7 +18,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def parse_ports(text: str) -> dict[str, int]:
-    """``"htx=8765,binance=8766"`` -> ``{"htx": 8765, "binance": 8766}``."""
+    """``"htx=8765,other=8766"`` -> ``{"htx": 8765, "other": 8766}``."""
     ports = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         venue_id, _, port = part.partition("=")
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ports",
             default="",
-            help="venue=port pairs, e.g. htx=8765,binance=8766 (default: every venue on a free port)",
+            help="venue=port pairs, e.g. htx=8765,other=8766 (default: every venue on a free port)",
         )
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
 

@@ -18,19 +18,33 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
-from exchanges.venues.kit.types import BalanceRead, Credentials, Flag, KeyFacts, OtherLine, Prior, WalletLine
+from exchanges.venues.kit.types import BalanceRead, Credentials, KeyFacts, Prior
 
 from . import signing
-from .errors import BinanceError, ErrorKind, decode
+from .endpoints import (
+    ACCOUNT,
+    CROSS_MARGIN,
+    EARN_FLEXIBLE,
+    EARN_LOCKED,
+    FUNDING,
+    FUTURES,
+    KEY_PERMISSIONS,
+    OVERVIEW,
+    PRICES,
+    SYSTEM_STATUS,
+    TIME,
+)
+from .errors import BinanceError, ErrorKind, decode, parsing
+from .facts import facts_from_restrictions
+from .wallets import Book, overview_of, unlisted_wallets, unread_collector
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 FUTURES_BASE_URL = "https://fapi.binance.com"
@@ -39,43 +53,9 @@ DEFAULT_TIMEOUT = (3.05, 10.0)
 PUBLIC_SCOPE = "ip"
 ZERO = Decimal(0)
 
-TIME = "/api/v3/time"  # E1
-PRICES = "/api/v3/ticker/price"  # E3
-KEY_PERMISSIONS = "/sapi/v1/account/apiRestrictions"  # E4
-ACCOUNT = "/api/v3/account"  # E5
-FUNDING = "/sapi/v1/asset/get-funding-asset"  # E6
-OVERVIEW = "/sapi/v1/asset/wallet/balance"  # E7
-EARN_FLEXIBLE = "/sapi/v1/simple-earn/flexible/position"  # E9
-EARN_LOCKED = "/sapi/v1/simple-earn/locked/position"  # E9
-CROSS_MARGIN = "/sapi/v1/margin/account"  # E11
-FUTURES = "/fapi/v2/balance"  # E13
-SYSTEM_STATUS = "/sapi/v1/system/status"  # E15
-
 # Simple Earn pages: 100 positions each, 150 weight each; a cap keeps a huge account bounded.
 EARN_PAGE_SIZE = 100
 EARN_MAX_PAGES = 5
-
-# E4's permission fields, as Binance's API Management page labels the checkboxes. ``danger``:
-# money can move. Withdrawals take it out of the account (refused); Universal Transfer only
-# moves it between the account's own wallets (shown as a warning).
-PERMISSION_FLAGS: tuple[tuple[str, str, bool], ...] = (
-    ("enableReading", "Enable Reading", False),  # required (see _REQUIRED)
-    ("enableSpotAndMarginTrading", "Enable Spot & Margin Trading", False),  # required
-    ("enableWithdrawals", "Enable Withdrawals", True),
-    ("enableMargin", "Enable Margin Loan, Repay & Transfer", False),
-    ("enableFutures", "Enable Futures", False),
-    ("permitsUniversalTransfer", "Permits Universal Transfer", True),
-    ("enableInternalTransfer", "Enable Internal Transfer", False),
-    ("enableVanillaOptions", "Enable Vanilla Options", False),
-    ("enablePortfolioMarginTrading", "Enable Portfolio Margin Trading", False),
-)
-
-# The permissions this dashboard needs on: reading, and spot trading.
-_REQUIRED = frozenset({"enableReading", "enableSpotAndMarginTrading"})
-
-# Codes that mean "this key may not read that wallet" on a wallet endpoint: -2015 (no
-# permission, or futures not enabled), -1002 (not authorized), -3003 (no margin account).
-_WALLET_REFUSALS = frozenset({"-2015", "-1002", "-3003"})
 
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 _KEY_HEADER = re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}]+", re.IGNORECASE)
@@ -159,7 +139,7 @@ class BinanceClient:
         before = time.time() * 1000
         data = self._call("GET", TIME, signed=False)
         after = time.time() * 1000
-        with _parsing(TIME):
+        with parsing(TIME):
             server = int(data["serverTime"])
         self.clock_offset_ms = round(server - (before + after) / 2)
         return self.clock_offset_ms
@@ -169,7 +149,7 @@ class BinanceClient:
         the spot wallet too, so its answer rides along in ``context`` for ``read_balances``.
         E5 is skipped for a key that cannot read or that can withdraw (refused anyway)."""
         restrictions = self._call("GET", KEY_PERMISSIONS)
-        with _parsing(KEY_PERMISSIONS):
+        with parsing(KEY_PERMISSIONS):
             facts = facts_from_restrictions(restrictions, skew_ms=self.clock_offset_ms)
         account = None
         if facts.can_read and not facts.can_withdraw:
@@ -182,11 +162,11 @@ class BinanceClient:
     def read_balances(self, facts: KeyFacts) -> BalanceRead:
         context = facts.context if isinstance(facts.context, dict) else {}
         account = context.get("account") or self.account()
-        book = _Book()
+        book = Book()
         unread: list[dict[str, Any]] = []
 
         mirrors = book.spot(account)  # LD<asset> lines: flexible Earn seen from spot
-        unread_wallet = _unread_collector(unread)
+        unread_wallet = unread_collector(unread)
 
         with unread_wallet("funding", "Funding"):
             book.funding(self._call("POST", FUNDING))
@@ -251,14 +231,14 @@ class BinanceClient:
     def system_status(self) -> int:
         """E15: 0 normal, 1 maintenance."""
         data = self._call("GET", SYSTEM_STATUS, signed=False, check_maintenance=False)
-        with _parsing(SYSTEM_STATUS):
+        with parsing(SYSTEM_STATUS):
             return int(data["status"])
 
     def _earn(self, path: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for page in range(1, EARN_MAX_PAGES + 1):
             data = self._call("GET", path, {"current": page, "size": EARN_PAGE_SIZE})
-            with _parsing(path):
+            with parsing(path):
                 batch = list(data.get("rows") or ())
                 total = int(data.get("total") or 0)
             rows += batch
@@ -395,47 +375,6 @@ class BinanceClient:
 # Answers -> neutral types ------------------------------------------------------------------
 
 
-def facts_from_restrictions(
-    data: dict[str, Any], *, skew_ms: int = 0, now: datetime | None = None
-) -> KeyFacts:
-    """E4 as ``KeyFacts``. ``tradingAuthorityExpirationTime`` is present only when the trading
-    right expires (keys without an IP restriction: 30 days). A date in the past means Binance
-    has turned trading off (or is about to untick the box), so the key cannot trade; unless the
-    box is ticked on a key that is now IP-restricted, whose trading never expires (a stale date)."""
-    if not isinstance(data, dict):
-        raise TypeError("apiRestrictions answer is not an object")
-    # "In the past" by Binance's clock: ours corrected by the measured skew.
-    now = now or datetime.now(UTC) + timedelta(milliseconds=skew_ms)
-    expires_ms = data.get("tradingAuthorityExpirationTime")
-    expires_at = datetime.fromtimestamp(int(expires_ms) / 1000, UTC) if expires_ms else None
-    trading_on = data.get("enableSpotAndMarginTrading") is True
-    restricted = data.get("ipRestrict") is True
-    trading_expired = expires_at is not None and expires_at <= now and not (trading_on and restricted)
-    flags = tuple(
-        Flag(label, data.get(field) is True, danger, required=field in _REQUIRED)
-        for field, label, danger in PERMISSION_FLAGS
-    )
-    return KeyFacts(
-        can_read=data.get("enableReading") is True,
-        can_trade=trading_on and not trading_expired,
-        can_withdraw=data.get("enableWithdrawals") is True,
-        permissions=tuple(k for k, v in data.items() if v is True and k.startswith(("enable", "permits"))),
-        flags=flags,
-        ip_restricted=bool(data.get("ipRestrict")) if "ipRestrict" in data else None,
-        trading_expires_at=expires_at,
-        trading_expired=trading_expired,
-        skew_ms=skew_ms,
-        summary=_summary(data, expires_at),
-    )
-
-
-def _summary(data: dict[str, Any], expires_at: datetime | None) -> str:
-    parts = [f"{k}={'true' if v else 'false'}" for k, v in data.items() if isinstance(v, bool)]
-    if expires_at is not None:
-        parts.append(f"tradingAuthorityExpirationTime={expires_at:%Y-%m-%dT%H:%M:%SZ}")
-    return ", ".join(parts)
-
-
 def _is_error(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
@@ -443,169 +382,6 @@ def _is_error(data: Any) -> bool:
         return True
     code = data.get("code")
     return isinstance(code, int) and code < 0 and "msg" in data
-
-
-def _dec(value: Any) -> Decimal:
-    if value is None or value == "":
-        return ZERO
-    return Decimal(str(value))
-
-
-def _wallet_key(name: str) -> str:
-    """E7 wallet names compared loosely: case and the circled Ⓢ of "USDⓈ-M Futures"."""
-    return name.casefold().replace("ⓢ", "s").strip()
-
-
-_READ_WALLETS = frozenset({"spot", "funding", "earn", "cross margin", "usds-m futures"})
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", _wallet_key(name)).strip("-") or "wallet"
-
-
-def unlisted_wallets(overview: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Wallets E7 shows with money that this client has no detail endpoint for (Trading Bots,
-    Copy Trading, Options, Isolated Margin, COIN-M Futures, any new one), as ``unread``."""
-    unread = []
-    for key, row in (overview or {}).get("_rows", {}).items():
-        if key in _READ_WALLETS or row["balance"] == 0:
-            continue
-        unread.append(
-            {
-                "type": _slug(row["name"]),
-                "id": row["name"],
-                "reason": f"Binance shows {row['shown']} USDT here; this dashboard does not read "
-                "this wallet's assets yet",
-            }
-        )
-    return unread
-
-
-def overview_of(data: Any) -> dict[str, Any]:
-    """E7 as {wallet key: balance in USDT}, plus the rows (``_rows``) for what we do not read."""
-    with _parsing(OVERVIEW):
-        result: dict[str, Any] = {}
-        rows: dict[str, dict[str, Any]] = {}
-        for row in data:
-            name = str(row["walletName"])
-            balance = _dec(row.get("balance"))
-            key = _wallet_key(name)
-            result[key] = result.get(key, ZERO) + balance
-            rows[key] = {"name": name, "balance": balance, "shown": str(row.get("balance"))}
-        result["_rows"] = rows
-        return result
-
-
-class _Book:
-    """Wallet lines in the order read, one per (wallet, asset)."""
-
-    def __init__(self) -> None:
-        self.amounts: dict[tuple[str, str], list[Decimal]] = {}
-        self.wallets: list[str] = []
-        self.other: list[OtherLine] = []
-
-    def wallet(self, wallet: str) -> None:
-        if wallet not in self.wallets:
-            self.wallets.append(wallet)
-
-    def add(self, wallet: str, asset: str, available=ZERO, in_orders=ZERO, debt=ZERO) -> None:
-        self.wallet(wallet)
-        if not (available or in_orders or debt):
-            return
-        slot = self.amounts.setdefault((wallet, asset), [ZERO, ZERO, ZERO])
-        slot[0] += available
-        slot[1] += in_orders
-        slot[2] += debt
-
-    def spot(self, account: dict[str, Any]) -> list[tuple[str, Decimal, Decimal]]:
-        """E5 balances; returns the ``LD<asset>`` mirrors of flexible Earn instead of adding them
-        (rotki's rule: ``LD`` prefix and at least 5 characters, so Lido's LDO stays)."""
-        mirrors = []
-        with _parsing(ACCOUNT):
-            self.wallet("spot")
-            for row in account.get("balances") or ():
-                asset = str(row["asset"])
-                free, locked = _dec(row.get("free")), _dec(row.get("locked"))
-                if asset.startswith("LD") and len(asset) >= 5:
-                    mirrors.append((asset[2:], free, locked))
-                else:
-                    self.add("spot", asset, free, locked)
-        return mirrors
-
-    def mirrors(self, mirrors: list[tuple[str, Decimal, Decimal]]) -> None:
-        for asset, free, locked in mirrors:
-            self.add("earn-flexible", asset, free + locked)
-
-    def funding(self, data: Any) -> None:
-        with _parsing(FUNDING):
-            self.wallet("funding")
-            for row in data:
-                held = _dec(row.get("locked")) + _dec(row.get("freeze")) + _dec(row.get("withdrawing"))
-                self.add("funding", str(row["asset"]), _dec(row.get("free")), held)
-
-    def earn(self, wallet: str, rows: list[dict[str, Any]], amount_field: str) -> None:
-        path = EARN_FLEXIBLE if wallet == "earn-flexible" else EARN_LOCKED
-        with _parsing(path):
-            self.wallet(wallet)
-            for row in rows:
-                self.add(wallet, str(row["asset"]), _dec(row.get(amount_field)))
-
-    def margin(self, data: Any) -> None:
-        """E11: net assets; what is borrowed plus interest is debt (negative)."""
-        with _parsing(CROSS_MARGIN):
-            self.wallet("margin")
-            for row in data.get("userAssets") or ():
-                owed = _dec(row.get("borrowed")) + _dec(row.get("interest"))
-                self.add("margin", str(row["asset"]), _dec(row.get("free")), _dec(row.get("locked")), -owed)
-
-    def futures(self, data: Any) -> None:
-        """E13: the wallet balance per asset; unrealised PnL is shown aside, never valued."""
-        with _parsing(FUTURES):
-            self.wallet("futures")
-            for row in data:
-                asset = str(row["asset"])
-                self.add("futures", asset, _dec(row.get("balance")))
-                pnl = _dec(row.get("crossUnPnl"))
-                if pnl:
-                    self.other.append(OtherLine("futures", asset, "unrealized-pnl", pnl))
-
-    def result(self, unread: list[dict[str, Any]]) -> BalanceRead:
-        lines = tuple(
-            WalletLine(wallet=wallet, asset=asset, available=a, in_orders=o, debt=d)
-            for (wallet, asset), (a, o, d) in self.amounts.items()
-        )
-        return BalanceRead(
-            lines=lines, wallets=tuple(self.wallets), unread=tuple(unread), other=tuple(self.other)
-        )
-
-
-def _unread_collector(unread: list[dict[str, Any]]):
-    @contextmanager
-    def wallet(kind: str, name: str, quiet_codes: tuple[str, ...] = ()) -> Iterator[None]:
-        try:
-            yield
-        except BinanceError as error:
-            if error.code not in _WALLET_REFUSALS and error.kind not in (
-                ErrorKind.KEY_IP_OR_PERMISSION,
-                ErrorKind.NO_PERMISSION,
-            ):
-                raise  # transient or unexpected: the whole read is retried
-            if error.code in quiet_codes:
-                return
-            unread.append(
-                {"type": kind, "id": name, "reason": f"Binance refused this key: {error.detail}"[:300]}
-            )
-
-    return wallet
-
-
-@contextmanager
-def _parsing(path: str) -> Iterator[None]:
-    """An answer not in the expected shape is a BinanceError (retried), not a crash."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation):
-        raise BinanceError(ErrorKind.UNKNOWN, message="unexpected Binance answer", path=path) from None
 
 
 def _base(url: str) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import InvalidOperation
 from typing import Any
 
 from exchanges.venues.kit.errors import TRANSIENT_KINDS, ErrorKind, VenueError
@@ -147,3 +149,12 @@ def decode(
         path=path,
         retry_after=retry_after_seconds(headers) if kind == ErrorKind.RATE_LIMITED else None,
     )
+
+
+@contextmanager
+def parsing(path: str) -> Iterator[None]:
+    """An answer not in the expected shape is a BinanceError (retried), not a crash."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation):
+        raise BinanceError(ErrorKind.UNKNOWN, message="unexpected Binance answer", path=path) from None

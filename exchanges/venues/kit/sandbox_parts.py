@@ -209,7 +209,7 @@ def json_response(
     headers: list[tuple[str, str]] | None = None,
     content_type: str = JSON_CONTENT_TYPE,
 ) -> SandboxResponse:
-    # Compact, non-ASCII as UTF-8 (HTX's Chinese messages, Binance's "USDⓈ-M Futures").
+    # Compact, non-ASCII as UTF-8 (HTX's Chinese messages, wallet names such as "USDⓈ-M Futures").
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return SandboxResponse(status, body, content_type, headers or [])
 
