@@ -256,8 +256,8 @@ def _binance_sandbox() -> Any:
 def _binance_balance(url: str) -> BalanceCase:
     import ccxt
 
-    from exchanges.venues.binance.client import _Book
     from exchanges.venues.binance.venue import BINANCE
+    from exchanges.venues.binance.wallets import Book
     from exchanges.venues.kit.types import Credentials
 
     api_key, secret = BINANCE.demo_key("good")
@@ -265,7 +265,7 @@ def _binance_balance(url: str) -> BalanceCase:
     ours.sync_clock()
 
     def read_ours():
-        book = _Book()  # what read_balances does with E5's answer
+        book = Book()  # what read_balances does with E5's answer
         book.mirrors(book.spot(ours.account()))
         return book.result([])
 
