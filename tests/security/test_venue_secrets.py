@@ -19,7 +19,7 @@ import string
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import pytest
 import redis
@@ -139,30 +139,30 @@ class KeySet:
 # --- Looking for key material -----------------------------------------------------------------
 
 
-def _assert_logs_hold_no_key_material(records, keys: KeySet) -> None:
+def _assert_logs_hold_no_key_material(records, secrets_: dict[str, str], api_keys: dict[str, str]) -> None:
     """Raw records (message, arguments, exceptions, extras): no piece of a secret and no whole
     API key. As printed through the configured console handler: no piece of either, and no
     signing parameter or key header left unredacted."""
     filters, formatter = _configured_console()
     raw_leaks, printed_leaks = [], []
     for record, raw in records:
-        raw_leaks += [f"{record.name}: {leak}" for leak in _leaks(raw, keys.secrets)]
-        raw_leaks += [f"{record.name}: whole {name}" for name, value in keys.api_keys.items() if value in raw]
+        raw_leaks += [f"{record.name}: {leak}" for leak in _leaks(raw, secrets_)]
+        raw_leaks += [f"{record.name}: whole {name}" for name, value in api_keys.items() if value in raw]
         printed = _as_printed(record, filters, formatter)
         if printed is None:
             continue
-        printed_leaks += [f"{record.name}: {leak}" for leak in _leaks(printed, keys.all)]
+        printed_leaks += [f"{record.name}: {leak}" for leak in _leaks(printed, secrets_ | api_keys)]
         if _UNREDACTED_SIGNING.search(printed):
             printed_leaks.append(f"{record.name}: unredacted signing material in {printed!r}")
     assert not raw_leaks, "\n".join(raw_leaks)
     assert not printed_leaks, "\n".join(printed_leaks)
 
 
-def _assert_page_is_clean(what: str, response, keys: KeySet, *, masked: str | None = None) -> None:
+def _assert_page_is_clean(what: str, response, values: dict[str, str], *, masked: str | None = None) -> None:
     body = _body(response)
-    assert not _leaks(body, keys.all), f"{what}: {_leaks(body, keys.all)}"
+    assert not _leaks(body, values), f"{what}: {_leaks(body, values)}"
     for name, value in response.items():
-        assert not _leaks(f"{name}: {value}", keys.all), f"{what}: header {name}"
+        assert not _leaks(f"{name}: {value}", values), f"{what}: header {name}"
     if masked:
         assert masked in body, f"{what} should show the key masked as {masked}"
 
@@ -362,14 +362,14 @@ def test_a_full_cycle_logs_no_secret_and_no_whole_api_key(cycle):
     assert any(r.name == "django.db.backends" and "secret_key" in raw for r, raw in records)
     assert any(r.name in ("exchanges.keycheck", "exchanges.recording") for r, _ in records)
     assert any(cycle.venue.name in raw for _, raw in records), "the venue's own failure was logged"
-    _assert_logs_hold_no_key_material(records, cycle.keys)
+    _assert_logs_hold_no_key_material(records, cycle.keys.secrets, cycle.keys.api_keys)
 
 
 def test_no_page_or_htmx_fragment_shows_a_secret_and_the_api_key_only_masked(cycle):
     owner_pages = [p for p in cycle.pages if not p[0].startswith("admin ")]
     assert len(owner_pages) >= 2 * len(_owner_pages(0)) + 8
     for what, response, masked in owner_pages:
-        _assert_page_is_clean(what, response, cycle.keys, masked=masked)
+        _assert_page_is_clean(what, response, cycle.keys.all, masked=masked)
     # The security log names the keys, masked: the first one and its replacement.
     log = _body(next(r for what, r, _ in cycle.pages if what == "security log after removal"))
     assert _masked(cycle.keys.good[0]) in log and _masked(cycle.keys.sibling[0]) in log
@@ -379,7 +379,7 @@ def test_no_admin_page_shows_a_secret_and_the_api_key_only_masked(cycle):
     admin_pages = [p for p in cycle.pages if p[0].startswith("admin ")]
     assert len(admin_pages) == 6
     for what, response, masked in admin_pages:
-        _assert_page_is_clean(what, response, cycle.keys, masked=masked)
+        _assert_page_is_clean(what, response, cycle.keys.all, masked=masked)
 
 
 def test_task_messages_carry_connection_ids_only_and_redis_holds_no_key_material(cycle):
@@ -471,7 +471,6 @@ def test_venue_errors_and_clients_hold_no_key_material(venue, sandboxes):
         leaks = _leaks(text, {"api key": api_key, "secret": secret, "good secret": good[1]})
         assert not leaks, f"{venue.id} {what}: {leaks}"
         assert not _UNREDACTED_SIGNING.search(text), f"{venue.id} {what}: {text}"
-        assert "signature" not in text.lower() or "signature for this request" in text.lower(), text
 
 
 # --- The log filter ---------------------------------------------------------------------------------
@@ -504,6 +503,8 @@ def _signing_material(request, api_key: str) -> set[str]:
         params += parse_qsl(request.body.decode(), keep_blank_values=True)
     material = {value for name, value in params if name.lower() == "signature" or value == api_key}
     material |= {value for value in request.headers.values() if value == api_key}
+    # As sent: percent-encoded in a query or form body (a base64 signature's + / =).
+    material |= {quote(value, safe="") for value in material} | {quote_plus(value) for value in material}
     return {value for value in material if value}
 
 
@@ -529,6 +530,7 @@ def test_the_log_filter_blanks_each_venues_signing_material(venue, sandboxes):
     requests_ = _signed_requests(venue, sandbox, key)
     assert len(requests_) >= 3, "a check sends several signed requests"
     where = {"query": 0, "body": 0, "header": 0}
+    lines = 0
     log_filter = RedactSigningParams()
     for request in requests_:
         material = _signing_material(request, key[0])
@@ -538,7 +540,9 @@ def test_the_log_filter_blanks_each_venues_signing_material(venue, sandboxes):
         for msg, args in _log_lines(request, sandbox.url):
             record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1, msg, args, None)
             original = record.getMessage()
-            assert any(value in original for value in material)  # the line did carry it
+            if not any(value in original for value in material):
+                continue  # e.g. the body line of a GET
+            lines += 1
             assert log_filter.filter(record) is True, "the filter blanks, it never drops a record"
             cleaned = record.getMessage()
             leaked = sorted(value for value in material if value in cleaned)
@@ -553,6 +557,7 @@ def test_the_log_filter_blanks_each_venues_signing_material(venue, sandboxes):
         assert where["header"] == len(requests_), where  # X-MBX-APIKEY on every signed call
         assert where["query"] and where["body"], where  # signature= in GET queries and POST bodies
     assert sum(where.values()) >= len(requests_), where
+    assert lines >= 4 * len(requests_), lines
 
 
 # --- A key that can withdraw ----------------------------------------------------------------------
@@ -579,9 +584,12 @@ def test_a_key_refused_for_withdraw_is_destroyed(venue, sandboxes, alice, client
     values = {"api key": api_key, "secret": secret}
     leaks = [f"{t}: {leak}" for t, rows in _database_rows().items() for r in rows for leak in _leaks(r, values)]
     assert not leaks, "\n".join(leaks)
-    _assert_logs_hold_no_key_material(
-        records, KeySet(good=(api_key, secret), sibling=(api_key, secret), refused=(api_key, secret))
-    )
-    page = client.get(reverse("exchanges:connection-verification", args=[pk]))
-    assert page.status_code in (200, 302)
-    _assert_page_is_clean("verification", page, KeySet((api_key, secret), (api_key, secret), (api_key, secret)))
+    _assert_logs_hold_no_key_material(records, {"secret": secret}, {"api key": api_key})
+    for what, url in (
+        ("verification", reverse("exchanges:connection-verification", args=[pk])),
+        ("list", reverse("exchanges:connection-list")),
+    ):
+        page = client.get(url)
+        assert page.status_code == 200, f"{what}: {page.status_code}"
+        _assert_page_is_clean(what, page, values)
+    assert "Withdraw" in _body(page), "the list says why the key was refused"

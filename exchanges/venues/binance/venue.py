@@ -218,10 +218,5 @@ class BinanceVenue(Venue):
 
         return BinanceSandbox(load_keys(), load_tickers(), **kwargs)
 
-    def demo_keys(self) -> list[tuple[str, str, str]]:
-        from .sandbox import load_keys
-
-        return [(key, str(e.get("secret", "")), str(e.get("note", ""))) for key, e in load_keys().items()]
-
 
 BINANCE = BinanceVenue()

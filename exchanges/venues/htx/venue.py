@@ -162,10 +162,5 @@ class HtxVenue(Venue):
         "expired": "demo: expired key",
     }
 
-    def demo_keys(self) -> list[tuple[str, str, str]]:
-        from .sandbox import load_accounts
-
-        return [(key, str(e.get("secret", "")), str(e.get("note", ""))) for key, e in load_accounts().items()]
-
 
 HTX = HtxVenue()

@@ -139,8 +139,12 @@ class Venue:
         raise NotImplementedError
 
     def demo_keys(self) -> list[tuple[str, str, str]]:
-        """(API Key, Secret Key, what it is) of the sandbox's demo keys."""
-        return []
+        """(API Key, Secret Key, what it is) of the sandbox's demo keys: its accounts, each with
+        a "secret" and a "note" (a sandbox opens no socket until it is started)."""
+        accounts = self.sandbox().accounts
+        return [
+            (key, str(entry.get("secret", "")), str(entry.get("note", ""))) for key, entry in accounts.items()
+        ]
 
     # Which demo key plays which part in the contract suite (tests/venues/test_contract.py):
     # scenario -> the start of its note. Scenarios: good, withdraw, read_only, ip_elsewhere,
