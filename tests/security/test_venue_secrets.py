@@ -57,7 +57,7 @@ VENUES = [pytest.param(venue, id=venue.id) for venue in registry.venues()]
 # Signing material left in clear by a log line: HTX's AccessKeyId/Signature query parameters,
 # Binance's signature= (query or form body) and the X-MBX-APIKEY header value.
 _UNREDACTED_SIGNING = re.compile(
-    r"(AccessKeyId|Signature|accessKey)=(?!\[redacted\])|X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?(?!\[redacted\])",
+    r"(AccessKeyId|Signature|accessKey)=(?!\[redacted\])|X-MBX-APIKEY['\"]?+\s*+[:=]\s*+['\"]?+(?!\[redacted\])",
     re.IGNORECASE,
 )
 
@@ -121,7 +121,11 @@ class KeySet:
 
     @property
     def secrets(self) -> dict[str, str]:
-        return {"secret": self.good[1], "replacement secret": self.sibling[1], "refused secret": self.refused[1]}
+        return {
+            "secret": self.good[1],
+            "replacement secret": self.sibling[1],
+            "refused secret": self.refused[1],
+        }
 
     @property
     def api_keys(self) -> dict[str, str]:
@@ -186,7 +190,13 @@ def _published_messages():
 
 def _raw_connection_row(pk: int) -> dict[str, str | None]:
     """The connection's key columns, read with raw SQL (what a database dump would show)."""
-    columns = ["access_key", "secret_key", "pending_access_key", "pending_secret_key", "access_key_fingerprint"]
+    columns = [
+        "access_key",
+        "secret_key",
+        "pending_access_key",
+        "pending_secret_key",
+        "access_key_fingerprint",
+    ]
     with db.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(columns)} FROM exchanges_exchangeconnection WHERE id = %s",  # noqa: S608
@@ -194,7 +204,9 @@ def _raw_connection_row(pk: int) -> dict[str, str | None]:
         )
         row = cursor.fetchone()
     assert row is not None, f"connection {pk} is gone"
-    return {name: None if value is None else _as_text(value) for name, value in zip(columns, row, strict=True)}
+    return {
+        name: None if value is None else _as_text(value) for name, value in zip(columns, row, strict=True)
+    }
 
 
 # --- A full cycle, for one venue ----------------------------------------------------------------
@@ -284,7 +296,11 @@ def _full_cycle(venue, sandbox, alice, client, capture_on_commit, django_user_mo
                 **headers,
             )
             assert response.status_code == 200 and "already connected" in _body(response)
-            cycle.pages.append((f"duplicate refused {headers}", response, None))
+            # The form shows the API Key back as typed, for correcting it (as for HTX in
+            # test_secrets_and_access.py); the secret is never echoed.
+            body = _body(response)
+            assert not _leaks(body, keys.secrets), _leaks(body, keys.secrets)
+            assert body.count(good[0]) == 1, "the API Key only in its own input field"
 
         # A replacement key of the same account is accepted...
         with capture_on_commit(execute=True):
@@ -367,7 +383,7 @@ def test_a_full_cycle_logs_no_secret_and_no_whole_api_key(cycle):
 
 def test_no_page_or_htmx_fragment_shows_a_secret_and_the_api_key_only_masked(cycle):
     owner_pages = [p for p in cycle.pages if not p[0].startswith("admin ")]
-    assert len(owner_pages) >= 2 * len(_owner_pages(0)) + 8
+    assert len(owner_pages) >= 2 * len(_owner_pages(0)) + 6
     for what, response, masked in owner_pages:
         _assert_page_is_clean(what, response, cycle.keys.all, masked=masked)
     # The security log names the keys, masked: the first one and its replacement.
@@ -421,7 +437,9 @@ def test_no_database_row_holds_a_key_in_plain_text_before_or_after_removal(cycle
         assert not _leaks(columns[name], cycle.keys.all)
     assert columns["pending_access_key"] is None and columns["pending_secret_key"] is None
     assert cycle.decrypted == cycle.keys.sibling
-    assert not [r for r in cycle.rows_after_removal["exchanges_exchangeconnection"] if r.startswith(f"{cycle.pk} |")]
+    assert not [
+        r for r in cycle.rows_after_removal["exchanges_exchangeconnection"] if r.startswith(f"{cycle.pk} |")
+    ]
 
 
 # --- Exceptions -----------------------------------------------------------------------------------
@@ -435,7 +453,9 @@ def test_venue_errors_and_clients_hold_no_key_material(venue, sandboxes):
 
     def case(what, key, *, base_url=None, timeout=(2.0, 2.0), **faults):
         sandbox.faults.clear()
-        client = venue.client(base_url=base_url or sandbox.url, credentials=Credentials(*key), timeout=timeout)
+        client = venue.client(
+            base_url=base_url or sandbox.url, credentials=Credentials(*key), timeout=timeout
+        )
         for text in (repr(client), str(client)):
             assert not _leaks(text, {"api key": key[0], "secret": key[1]}), what
         with client, pytest.raises(VenueError) as caught:
@@ -548,7 +568,8 @@ def test_the_log_filter_blanks_each_venues_signing_material(venue, sandboxes):
             leaked = sorted(value for value in material if value in cleaned)
             assert not leaked, f"{venue.id}: {leaked} left in {cleaned!r}"
             assert key[0] not in cleaned and key[1] not in cleaned
-            assert "[redacted]" in cleaned and request.path in cleaned, cleaned
+            assert "[redacted]" in cleaned, cleaned
+            assert request.path in cleaned or request.path not in original, "only the material is blanked"
             assert not _UNREDACTED_SIGNING.search(cleaned), cleaned
     # Where each venue puts its signing material, as the brief of each venue says.
     if venue.id == "htx":
@@ -582,7 +603,9 @@ def test_a_key_refused_for_withdraw_is_destroyed(venue, sandboxes, alice, client
     # Nothing left to check with, and nothing of the key left anywhere in the database.
     assert keycheck.connection_check(connection_id=pk) is None
     values = {"api key": api_key, "secret": secret}
-    leaks = [f"{t}: {leak}" for t, rows in _database_rows().items() for r in rows for leak in _leaks(r, values)]
+    leaks = [
+        f"{t}: {leak}" for t, rows in _database_rows().items() for r in rows for leak in _leaks(r, values)
+    ]
     assert not leaks, "\n".join(leaks)
     _assert_logs_hold_no_key_material(records, {"secret": secret}, {"api key": api_key})
     for what, url in (

@@ -20,6 +20,9 @@ class ErrorKind(StrEnum):
     KEY_EXPIRED = "key_expired"
     FORBIDDEN = "forbidden"
     LOGIN_REQUIRED = "login_required"
+    INVALID_PASSPHRASE = "invalid_passphrase"  # the key's passphrase (a third credential) is wrong
+    # A key of another environment (a demo-trading key on the live API, or the reverse).
+    WRONG_ENVIRONMENT = "wrong_environment"
     # The exchange says only "wrong key, or IP not allowed, or missing permission" (one code for
     # all three): the text names all three causes.
     KEY_IP_OR_PERMISSION = "key_ip_or_permission"

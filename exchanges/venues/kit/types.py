@@ -12,7 +12,8 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """What the user pasted, cleaned. ``extra`` holds venue-specific fields (a passphrase)."""
+    """What the user pasted, cleaned. ``extra`` holds venue-specific fields by their form name:
+    "passphrase" (a secret like the Secret Key), "site" (the venue's site/region chosen)."""
 
     api_key: str
     secret: str
@@ -38,6 +39,9 @@ class Prior:
 
     account_uid: str | None = None  # a key never changes account: saves a call where it can
     described: bool = False  # the venue described this key before (so "won't describe" is news)
+    # The expiry the venue gave while the key still worked: tells "expired" from "unknown key"
+    # where the venue answers both with one code.
+    key_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,11 @@ class KeyFacts:
     trading_expires_at: datetime | None = None
     trading_expired: bool = False
     skew_ms: int = 0  # the venue's clock minus ours, as measured for this check
+    # The venue deletes the key after this many days without a signed call (None: no such rule).
+    idle_deletion_days: int | None = None
+    # The venue's site (region) the key answered on, when the client found it on another site
+    # than the one the user chose (Credentials.extra["site"]); None: the chosen one.
+    site: str | None = None
     # The venue's own words about the key, one line, for the "Details from <venue>" of a refusal.
     summary: str = ""
     # Whatever the venue's client needs to read balances afterwards (e.g. HTX's account list).

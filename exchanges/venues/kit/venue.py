@@ -34,6 +34,9 @@ class CredentialField:
     help: str = ""
     secret: bool = False  # encrypted, never sent back to a browser
     multiline: bool = False
+    # A choice instead of a pasted value (e.g. the venue's site/region): (value, label), the
+    # first is the default.
+    choices: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
