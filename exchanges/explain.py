@@ -59,6 +59,25 @@ _BY_KIND: dict[str, tuple[Text, str]] = {
         ),
         _ERROR,
     ),
+    ErrorKind.INVALID_PASSPHRASE: (
+        Text(
+            "The passphrase does not match this API Key",
+            "{venue} knows the API Key, but the passphrase is not the one chosen when the key was "
+            "created on {venue}.",
+            "Type the passphrase again (it is case-sensitive). If you no longer know it, create a new "
+            "key on {venue} and connect that one.",
+        ),
+        _ERROR,
+    ),
+    ErrorKind.WRONG_ENVIRONMENT: (
+        Text(
+            "This key belongs to {venue}'s demo trading",
+            "Demo-trading keys work only with {venue}'s simulated trading, not with your real account "
+            "(or the other way round).",
+            "On {venue}, create the key in your live account (not in demo trading) and connect that one.",
+        ),
+        _ERROR,
+    ),
     ErrorKind.KEY_IP_OR_PERMISSION: (
         Text(
             "{venue} refused the key",

@@ -30,6 +30,15 @@ class ConnectionForm(forms.Form):
         self.owner = owner
         self.replacing = replacing
         for spec in venue.credential_fields:
+            if spec.choices:
+                if self.replacing is None:  # a replacement key belongs to the connection's site
+                    self.fields[spec.name] = forms.ChoiceField(
+                        label=spec.label,
+                        choices=spec.choices,
+                        initial=spec.choices[0][0],
+                        help_text=spec.help,
+                    )
+                continue
             attrs = dict(_KEY_INPUT)
             if spec.multiline:
                 widget = forms.Textarea(attrs={**attrs, "rows": 4})
@@ -49,9 +58,9 @@ class ConnectionForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
-        names = [spec.name for spec in self.venue.credential_fields]
+        names = [spec.name for spec in self.venue.credential_fields if spec.name in self.fields]
         for spec in self.venue.credential_fields:
-            if spec.name in data and not spec.multiline:
+            if spec.name in data and not spec.multiline and not spec.choices:
                 data[spec.name] = "".join(data[spec.name].split())  # pasted keys carry spaces or breaks
         given = {name: data.get(name) or "" for name in names}
         credentials = Credentials(
@@ -95,8 +104,12 @@ class ConnectionForm(forms.Form):
 
     @property
     def credentials(self) -> dict[str, str]:
-        """The cleaned credential fields, by name."""
-        return {spec.name: self.cleaned_data[spec.name] for spec in self.venue.credential_fields}
+        """The cleaned credential fields (and the site, where the venue has several), by name."""
+        return {
+            spec.name: self.cleaned_data[spec.name]
+            for spec in self.venue.credential_fields
+            if spec.name in self.fields
+        }
 
 
 class ReplaceKeysForm(ConnectionForm):

@@ -80,7 +80,11 @@ def connection_check(*, connection_id: int) -> str | None:
     if connection.replacing:
         return _check_replacement(connection)
     venue = connection.venue
-    prior = Prior(account_uid=connection.account_uid or None, described=bool(connection.account_uid))
+    prior = Prior(
+        account_uid=connection.account_uid or None,
+        described=bool(connection.account_uid),
+        key_expires_at=connection.key_expires_at,
+    )
     try:
         with venue_state.client_for(connection) as client:
             facts = inspect_key(venue, client, prior)
@@ -135,11 +139,13 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             ExchangeConnection.objects.filter(pk=connection.pk).update(
                 access_key=new_key,
                 secret_key=connection.pending_secret_key,
+                passphrase=connection.pending_passphrase,
                 access_key_fingerprint=connection.pending_fingerprint,
                 access_key_head=new_key[:4],
                 access_key_tail=new_key[-4:],
                 pending_access_key=None,
                 pending_secret_key=None,
+                pending_passphrase=None,
                 pending_fingerprint=None,
             )
     except IntegrityError:  # the same key was connected elsewhere meanwhile

@@ -11,7 +11,7 @@ from fernet_fields import EncryptedTextField
 from .fields import ExactDecimalField
 
 # A replacement key waiting for its check (see ExchangeConnection.pending_*).
-PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_fingerprint"]
+PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_passphrase", "pending_fingerprint"]
 # A submission no worker has taken for this long is shown as queued (awaiting_worker).
 QUEUED_NOTICE_AFTER = timedelta(seconds=10)
 
@@ -60,6 +60,8 @@ class ExchangeConnection(models.Model):
     # fingerprint finds duplicates without decrypting; head/tail are for display only.
     access_key = EncryptedTextField(null=True, editable=False)
     secret_key = EncryptedTextField(null=True, editable=False)
+    # A third credential some venues have (OKX's passphrase): a secret like the Secret Key.
+    passphrase = EncryptedTextField(null=True, editable=False)
     # NULL (not "") once the key is destroyed, so the unique constraint ignores those rows.
     access_key_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
     access_key_head = models.CharField(max_length=4, blank=True, editable=False)
@@ -70,6 +72,10 @@ class ExchangeConnection(models.Model):
     error_detail = models.TextField(blank=True)  # raw HTX code and message, never a secret
     # True once the key has verified successfully at least once.
     established = models.BooleanField(default=False)
+
+    # The venue's site (region) the account lives on, for venues with several (a key works only
+    # on its own site's host); "" for venues with one.
+    site = models.CharField(max_length=32, blank=True)
 
     # What the venue said about the key at the last check (exchanges.venues.kit.types.KeyFacts).
     account_uid = models.CharField(max_length=64, blank=True)  # the venue's account id
@@ -83,6 +89,9 @@ class ExchangeConnection(models.Model):
     ip_restricted = models.BooleanField(null=True, blank=True)  # None: not known
     key_expires_at = models.DateTimeField(null=True, blank=True)
     trading_expires_at = models.DateTimeField(null=True, blank=True)  # the trading right's expiry
+    # The venue deletes the key after this many days without a signed call (the last one we made
+    # is last_verified_at); None: no such rule for this key.
+    idle_deletion_days = models.PositiveSmallIntegerField(null=True, blank=True)
     clock_skew_ms = models.IntegerField(null=True, blank=True)
 
     total_usdt = ExactDecimalField(null=True, blank=True)
@@ -96,6 +105,7 @@ class ExchangeConnection(models.Model):
     # until the new one has proved to be a working key of the same account on the venue.
     pending_access_key = EncryptedTextField(null=True, editable=False)
     pending_secret_key = EncryptedTextField(null=True, editable=False)
+    pending_passphrase = EncryptedTextField(null=True, editable=False)
     pending_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
     replacement_error = models.TextField(blank=True)  # why the last replacement was refused
 
@@ -149,6 +159,23 @@ class ExchangeConnection(models.Model):
         from .registry import name_of
 
         return name_of(self.exchange)
+
+    @property
+    def site_label(self) -> str:
+        """The site as the venue names it ("EEA (my.okx.com)"), for venues with several."""
+        for spec in self.venue.credential_fields:
+            for value, label in spec.choices:
+                if spec.name == "site" and value == self.site:
+                    return label
+        return ""
+
+    @property
+    def idle_deletion_at(self):
+        """When the venue would delete the key if no signed call were made after the last one
+        (our refreshes keep it from happening)."""
+        if self.idle_deletion_days is None or self.last_verified_at is None:
+            return None
+        return self.last_verified_at + timedelta(days=self.idle_deletion_days)
 
     @property
     def masked_access_key(self) -> str:

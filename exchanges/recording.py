@@ -35,6 +35,8 @@ _STATUS_BY_KIND = {
     ErrorKind.INVALID_SIGNATURE: Status.INVALID,
     ErrorKind.LOGIN_REQUIRED: Status.INVALID,
     ErrorKind.KEY_IP_OR_PERMISSION: Status.INVALID,
+    ErrorKind.INVALID_PASSPHRASE: Status.INVALID,
+    ErrorKind.WRONG_ENVIRONMENT: Status.INVALID,
     ErrorKind.IP_NOT_ALLOWED: Status.IP_NOT_ALLOWED,
     ErrorKind.KEY_EXPIRED: Status.EXPIRED,
     ErrorKind.NO_PERMISSION: Status.INCORRECT_PERMISSIONS,
@@ -56,6 +58,8 @@ CHECK_FIELDS = [
     "ip_restricted",
     "key_expires_at",
     "trading_expires_at",
+    "idle_deletion_days",
+    "site",
     "clock_skew_ms",
     "total_usdt",
     "total_btc",
@@ -75,7 +79,14 @@ CHECK_FIELDS = [
 ]
 # Written only when a check destroys the key (a refused or withdraw-enabled key): rewriting
 # the encrypted key on every refresh would cost two encryptions and a larger UPDATE for nothing.
-KEY_FIELDS = ["access_key", "secret_key", "access_key_fingerprint", "access_key_head", "access_key_tail"]
+KEY_FIELDS = [
+    "access_key",
+    "secret_key",
+    "passphrase",
+    "access_key_fingerprint",
+    "access_key_head",
+    "access_key_tail",
+]
 
 
 def _fields_to_save(connection: ExchangeConnection) -> list[str]:
@@ -92,6 +103,7 @@ def _destroy_keys(connection: ExchangeConnection) -> None:
     connection.keys_destroyed = True  # not a field: tells the save to write the key fields
     connection.access_key = None
     connection.secret_key = None
+    connection.passphrase = None
     connection.access_key_fingerprint = None
     if connection.error_kind in (ErrorKind.INVALID_ACCESS_KEY, ErrorKind.KEY_IP_OR_PERMISSION):
         # The venue did not know what was typed as the API Key: it may have been the secret,
@@ -118,6 +130,7 @@ def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
     connection.ip_restricted = facts.ip_restricted
     connection.key_expires_at = facts.key_expires_at
     connection.trading_expires_at = facts.trading_expires_at
+    connection.idle_deletion_days = facts.idle_deletion_days
     connection.clock_skew_ms = facts.skew_ms
 
 
@@ -134,6 +147,14 @@ def record_key(
         if not still_ours(connection):
             return None
         _store_facts(connection, facts)
+        if facts.site and facts.site != connection.site:
+            # The key answered on another site of the venue than the one chosen: use that one.
+            connection.site = facts.site
+            ConnectionEvent.objects.create(
+                connection=connection,
+                status=connection.status,
+                message=f"{venue.name} knows this key on {connection.site_label}: switched to that site.",
+            )
         connection.last_verified_at = connection.last_checked_at = now
         connection.error_kind = kind
         # What the venue said about the key, for the "Details from <venue>" of a refusal.
@@ -208,7 +229,8 @@ def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | Non
     with transaction.atomic():
         if not still_ours(connection):
             return None
-        connection.pending_access_key = connection.pending_secret_key = connection.pending_fingerprint = None
+        connection.pending_access_key = connection.pending_secret_key = None
+        connection.pending_passphrase = connection.pending_fingerprint = None
         connection.replacement_error = reason
         connection.claimed_until = None
         connection.save(

@@ -16,7 +16,14 @@ from . import registry
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 
 # Decrypting is for the venue clients only: pages never load key material.
-_KEY_FIELDS = ("access_key", "secret_key", "pending_access_key", "pending_secret_key")
+_KEY_FIELDS = (
+    "access_key",
+    "secret_key",
+    "passphrase",
+    "pending_access_key",
+    "pending_secret_key",
+    "pending_passphrase",
+)
 
 
 def connection_get_for_user(user, pk: int) -> ExchangeConnection:

@@ -47,9 +47,16 @@ def access_key_fingerprint(access_key: str) -> str:
     ).hexdigest()
 
 
-@sensitive_variables("access_key", "secret_key")
+@sensitive_variables("access_key", "secret_key", "passphrase")
 def connection_create(
-    *, owner, exchange: str, label: str, access_key: str, secret_key: str
+    *,
+    owner,
+    exchange: str,
+    label: str,
+    access_key: str,
+    secret_key: str,
+    passphrase: str = "",
+    site: str = "",
 ) -> ExchangeConnection:
     """Store a new key (encrypted) as Verifying and queue its check once committed.
 
@@ -68,6 +75,8 @@ def connection_create(
                 label=label,
                 access_key=access_key,
                 secret_key=secret_key,
+                passphrase=passphrase or None,
+                site=site,
                 access_key_fingerprint=access_key_fingerprint(access_key),
                 access_key_head=access_key[:4],
                 access_key_tail=access_key[-4:],
@@ -132,13 +141,16 @@ def connection_refresh_now(*, connection: ExchangeConnection) -> None:
         enqueue_check(connection.pk)
 
 
-@sensitive_variables("access_key", "secret_key")
-def connection_replace_keys(*, connection: ExchangeConnection, access_key: str, secret_key: str) -> None:
+@sensitive_variables("access_key", "secret_key", "passphrase")
+def connection_replace_keys(
+    *, connection: ExchangeConnection, access_key: str, secret_key: str, passphrase: str = ""
+) -> None:
     """Hold a new key beside the current one until a worker has checked it."""
     try:
         with transaction.atomic():
             connection.pending_access_key = access_key
             connection.pending_secret_key = secret_key
+            connection.pending_passphrase = passphrase or None
             connection.pending_fingerprint = access_key_fingerprint(access_key)
             connection.replacement_error = ""
             connection.save(update_fields=[*PENDING_KEY_FIELDS, "replacement_error", "updated_at"])

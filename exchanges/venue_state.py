@@ -68,12 +68,20 @@ def client_for(connection, *, pending: bool = False) -> VenueClient:
     """A client signing with the connection's key, or with the replacement key it holds."""
     venue = connection.venue
     if pending:
-        credentials = Credentials(connection.pending_access_key, connection.pending_secret_key)
+        key, secret, passphrase = (
+            connection.pending_access_key,
+            connection.pending_secret_key,
+            connection.pending_passphrase,
+        )
         scope = f"conn:{connection.pk}:new"
     else:
-        credentials = Credentials(connection.access_key, connection.secret_key)
+        key, secret, passphrase = connection.access_key, connection.secret_key, connection.passphrase
         # Every key of one account shares the venue's per-account limits: count them together.
         scope = f"uid:{connection.account_uid}" if connection.account_uid else f"conn:{connection.pk}"
+    extra = {"site": connection.site} if connection.site else {}
+    if passphrase:
+        extra["passphrase"] = passphrase
+    credentials = Credentials(key, secret, extra)
     return venue.client(
         base_url=registry.api_url(venue),
         credentials=credentials,

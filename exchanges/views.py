@@ -260,11 +260,7 @@ def connection_replace(request: HttpRequest, pk: int) -> HttpResponse:
         form.add_error(None, CONNECT_LIMIT_MESSAGE)
     if request.method == "POST" and form.is_valid():
         try:
-            services.connection_replace_keys(
-                connection=connection,
-                access_key=form.cleaned_data["access_key"],
-                secret_key=form.cleaned_data["secret_key"],
-            )
+            services.connection_replace_keys(connection=connection, **form.credentials)
         except services.DuplicateKeyError:
             form.add_error("access_key", "This API key was connected a moment ago elsewhere.")
         else:
@@ -411,7 +407,9 @@ def _verification_response(request: HttpRequest, connection) -> HttpResponse:
         # A key that works (trading expired still reads) needs no second try.
         "form": None
         if not done or connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED)
-        else ConnectionForm(venue=connection.venue, initial={"label": connection.label}),
+        else ConnectionForm(
+            venue=connection.venue, initial={"label": connection.label, "site": connection.site}
+        ),
         "poll_url": reverse("exchanges:connection-verification", args=[connection.pk]),
         "poll_delay": _verification_poll_delay(connection),
     }

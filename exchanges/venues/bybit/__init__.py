@@ -1,0 +1,1 @@
+"""Bybit (V5 REST, api.bybit.com and its regional sites): signing, errors, limits, client and venue."""

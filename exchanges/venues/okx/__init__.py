@@ -1,0 +1,1 @@
+"""OKX (API v5; Global, EEA and US sites): signing, errors, client, sandbox and venue."""
