@@ -61,8 +61,14 @@ def text(value: Any) -> str:
     return str(value)
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def encode(value: Any) -> str:
-    return quote(text(value), safe="-_.~")
+    value = text(value)
+    if _UNRESERVED.fullmatch(value):  # most names and values (numbers, hex): nothing to escape
+        return value
+    return quote(value, safe="-_.~")
 
 
 def encode_params(params: Params | None) -> str:
