@@ -4,6 +4,7 @@ its backoff, a refused replacement. Every write happens only while the check's c
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -218,9 +219,12 @@ def record_failure(connection: ExchangeConnection, error: VenueError) -> str | N
             # sooner than the venue asked (Retry-After).
             _set_status(connection, Status.TEMPORARY, error.detail)
             delay = min(settings.RETRY_BASE_SECONDS * 2**connection.attempts, settings.RETRY_MAX_SECONDS)
-            delay = max(delay, error.retry_after or 0)
             connection.attempts += 1
             connection.next_check_at = next_check(connection, delay)
+            if error.retry_after:
+                # The jitter may shorten a pause; never below what the venue asked for.
+                asked = timezone.now() + timedelta(seconds=error.retry_after)
+                connection.next_check_at = max(connection.next_check_at, asked)
         connection.save(update_fields=_fields_to_save(connection))
     return connection.status
 

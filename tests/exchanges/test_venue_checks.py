@@ -82,7 +82,7 @@ def test_binance_asking_us_to_wait_is_honoured_and_the_key_kept(sandboxes, alice
     assert _check(connection) == Status.TEMPORARY
     connection.refresh_from_db()
     assert connection.has_keys and connection.total_usdt > 0  # the last good balance stays
-    assert connection.next_check_at >= timezone.now() + timedelta(seconds=800)  # Retry-After 900 s
+    assert connection.next_check_at >= timezone.now() + timedelta(seconds=895)  # Retry-After 900 s
 
 
 def test_a_restricted_location_keeps_the_key_and_says_why(sandboxes, alice):
