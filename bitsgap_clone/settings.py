@@ -235,6 +235,8 @@ VENUES = env.list(
     default=[
         "exchanges.venues.htx.venue.HTX",
         "exchanges.venues.binance.venue.BINANCE",
+        "exchanges.venues.okx.venue.OKX",
+        "exchanges.venues.bybit.venue.BYBIT",
     ],
 )
 # Per venue, from the environment (<PREFIX> is the venue's env_prefix, e.g. HTX), read by

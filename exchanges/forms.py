@@ -59,9 +59,9 @@ class ConnectionForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         names = [spec.name for spec in self.venue.credential_fields if spec.name in self.fields]
-        for spec in self.venue.credential_fields:
-            if spec.name in data and not spec.multiline and not spec.choices:
-                data[spec.name] = "".join(data[spec.name].split())  # pasted keys carry spaces or breaks
+        for name in ("access_key", "secret_key"):
+            if name in data:
+                data[name] = "".join(data[name].split())  # pasted keys carry spaces or line breaks
         given = {name: data.get(name) or "" for name in names}
         credentials = Credentials(
             given["access_key"],

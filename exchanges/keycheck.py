@@ -66,9 +66,10 @@ def inspect_key(venue: Venue, client: VenueClient, prior: Prior) -> KeyFacts:
         raise
 
 
-def read_balances(venue: Venue, client: VenueClient, facts: KeyFacts) -> BalanceReport:
+def read_balances(venue: Venue, client: VenueClient, facts: KeyFacts, site: str = "") -> BalanceReport:
     read = client.read_balances(facts)
-    return BalanceReport(value_lines(read, venue_state.prices(venue, client)), list(read.unread))
+    table = venue_state.prices(venue, client, facts.site or site)
+    return BalanceReport(value_lines(read, table), list(read.unread))
 
 
 def connection_check(*, connection_id: int) -> str | None:
@@ -89,7 +90,8 @@ def connection_check(*, connection_id: int) -> str | None:
         with venue_state.client_for(connection) as client:
             facts = inspect_key(venue, client, prior)
             status, kind = status_from_facts(facts)
-            balances = read_balances(venue, client, facts) if status in READS_BALANCES else None
+            reads = status in READS_BALANCES
+            balances = read_balances(venue, client, facts, connection.site) if reads else None
     except (GateUnavailable, redis.RedisError):
         # Redis (our broker too) did not answer, or every slot to the venue stayed taken: the
         # venue was not asked, so nothing is known about the key. Let go of the row at once (its
@@ -117,7 +119,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             if not connection.account_uid or facts.account_uid != connection.account_uid:
                 reason = _other_account(venue, connection.account_uid, facts.account_uid)
                 return recording.refuse_replacement(connection, reason)
-            balances = read_balances(venue, client, facts)
+            balances = read_balances(venue, client, facts, connection.site)
     except (GateUnavailable, redis.RedisError):
         release(connection)
         return None

@@ -60,7 +60,7 @@ class ExchangeConnection(models.Model):
     # fingerprint finds duplicates without decrypting; head/tail are for display only.
     access_key = EncryptedTextField(null=True, editable=False)
     secret_key = EncryptedTextField(null=True, editable=False)
-    # A third credential some venues have (OKX's passphrase): a secret like the Secret Key.
+    # A third credential some venues have (a passphrase): a secret like the Secret Key.
     passphrase = EncryptedTextField(null=True, editable=False)
     # NULL (not "") once the key is destroyed, so the unique constraint ignores those rows.
     access_key_fingerprint = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
@@ -162,7 +162,7 @@ class ExchangeConnection(models.Model):
 
     @property
     def site_label(self) -> str:
-        """The site as the venue names it ("EEA (my.okx.com)"), for venues with several."""
+        """The site as the venue names it (its choice label), for venues with several."""
         for spec in self.venue.credential_fields:
             for value, label in spec.choices:
                 if spec.name == "site" and value == self.site:

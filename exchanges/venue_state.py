@@ -105,19 +105,21 @@ def forget_clock(venue: Venue) -> None:
     _clocks.pop(venue.id, None)
 
 
-def prices(venue: Venue, client: VenueClient) -> dict[str, Decimal]:
-    """The venue's prices, fetched at most once per TICKERS_CACHE_SECONDS and shared by all
-    workers. When the cached table expires, one worker fetches it while the others wait
-    briefly for it, so a refresh wave does not send every worker to the venue at once."""
-    memo = _prices_memo.get(venue.id)
+def prices(venue: Venue, client: VenueClient, site: str = "") -> dict[str, Decimal]:
+    """The venue's prices (of one of its sites, whose markets may differ), fetched at most once
+    per TICKERS_CACHE_SECONDS and shared by all workers. When the cached table expires, one
+    worker fetches it while the others wait briefly for it, so a refresh wave does not send
+    every worker to the venue at once."""
+    name = f"{venue.id}:{site}" if site else venue.id
+    memo = _prices_memo.get(name)
     if memo is not None and time.monotonic() < memo[0]:
         return memo[1]
-    key, lock = PRICES_CACHE_KEY.format(venue.id), PRICES_LOCK_KEY.format(venue.id)
+    key, lock = PRICES_CACHE_KEY.format(name), PRICES_LOCK_KEY.format(name)
     for _ in range(PRICES_WAIT_STEPS):
         cached = cache.get(key)
         if cached is not None:
             table = {symbol: Decimal(price) for symbol, price in cached.items()}
-            _prices_memo[venue.id] = (time.monotonic() + PRICES_MEMO_SECONDS, table)
+            _prices_memo[name] = (time.monotonic() + PRICES_MEMO_SECONDS, table)
             return table
         if cache.add(lock, 1, timeout=PRICES_LOCK_SECONDS):
             break

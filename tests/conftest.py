@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 
 from exchanges.venues.htx.sandbox import HtxSandbox, load_accounts, load_tickers
 
@@ -78,9 +77,15 @@ def _fresh_venue_state():
 
     venue_state.forget_process_state()
     client = venue_state.redis_client()
-    keys = list(client.scan_iter("exchanges:queued:*"))
+    # The shared price tables of every venue and site, the sweeper's marks, the gates' windows,
+    # and allauth's rate-limit counters (every browser test connects from 127.0.0.1: a test of
+    # the connect limit makes all its attempts itself, not with those of the tests before it).
+    keys = [
+        *client.scan_iter("*:tickers:v2"),
+        *client.scan_iter("exchanges:queued:*"),
+        *client.scan_iter("*allauth:rl:*"),
+    ]
     for venue in registry.venues():
-        cache.delete(venue_state.PRICES_CACHE_KEY.format(venue.id))
         keys += client.scan_iter(f"{venue_state.gate_for(venue).prefix}:*")
     if keys:
         client.delete(*keys)

@@ -139,3 +139,98 @@ def test_a_binance_key_whose_trading_expires_soon_says_when(
     expect(page.get_by_test_id("connection").get_by_test_id("status")).to_contain_text(
         "Trading expires in 3 days"
     )
+
+
+# --- OKX and Bybit: a passphrase, sites ------------------------------------------------------
+
+
+def _passphrase(venue, api_key: str) -> str:
+    return venue.sandbox().accounts[api_key]["passphrase"]
+
+
+def _connect_with(
+    page, venue, key: tuple[str, str], *, label: str = "", passphrase: str = "", site: str = ""
+):
+    page.get_by_role("link", name="Add New Exchange").first.click()
+    dialog = page.locator("dialog.modal")
+    dialog.get_by_test_id(f"pick-{venue.id}").click()
+    expect(dialog.get_by_role("heading", name=f"Connect {venue.name}")).to_be_visible()
+    if label:
+        dialog.get_by_label("Label").fill(label)
+    dialog.get_by_label("API Key").fill(key[0])
+    dialog.get_by_label("Secret Key").fill(key[1])
+    if passphrase:
+        dialog.get_by_label("Passphrase").fill(passphrase)
+    if site:
+        dialog.get_by_label("Site").select_option(site)
+    dialog.get_by_role("button", name="Connect").click()
+    return dialog
+
+
+def test_four_exchanges_side_by_side_add_up_to_one_portfolio(
+    page, live_server, venues_worker_process, sandboxes, screenshot
+):
+    okx, bybit = registry.get("okx"), registry.get("bybit")
+    _sign_up(page, live_server.url, "four-venues@example.com")
+    for venue, label in ((HTX, "HTX"), (BINANCE, "Binance"), (okx, "OKX"), (bybit, "Bybit")):
+        key = venue.demo_key("good")
+        passphrase = _passphrase(venue, key[0]) if venue is okx else ""
+        dialog = _connect_with(page, venue, key, label=f"{label} main", passphrase=passphrase)
+        expect(dialog).to_have_count(0, timeout=30_000)
+        expect(_row(page, f"{label} main").get_by_test_id("status")).to_contain_text("Connected")
+    total = sum((Decimal(c.total_usdt) for c in ExchangeConnection.objects.all()), Decimal(0))
+    assert ExchangeConnection.objects.filter(status=Status.CONNECTED).count() == 4
+    expect(page.get_by_test_id("portfolio-total")).to_have_text(f"{usdt(total)} USDT")
+    okx_row = _row(page, "OKX main")
+    okx_row.get_by_text("What OKX told us about this key").click()
+    expect(okx_row.get_by_test_id("idle-deletion")).to_contain_text("14 days")
+    bybit_row = _row(page, "Bybit main")
+    expect(bybit_row.get_by_test_id("status")).to_contain_text("Connected")
+    page.get_by_test_id("by-exchange").click()
+    for name in ("HTX", "Binance", "OKX", "Bybit"):
+        expect(page.get_by_test_id("allocation-exchange")).to_contain_text(name)
+    screenshot(page, "22-four-exchanges")
+    okx_secret = okx.demo_key("good")[1]
+    assert (
+        okx_secret not in page.content() and _passphrase(okx, okx.demo_key("good")[0]) not in page.content()
+    )
+
+
+def test_an_okx_key_of_another_site_is_found_there(page, live_server, venues_worker_process, sandboxes):
+    okx = registry.get("okx")
+    _sign_up(page, live_server.url, "eea@example.com")
+    key = okx.demo_key("eea")
+    dialog = _connect_with(page, okx, key, passphrase=_passphrase(okx, key[0]), site="global")
+    expect(dialog).to_have_count(0, timeout=30_000)
+    row = page.get_by_test_id("connection")
+    expect(row.get_by_test_id("status")).to_contain_text("Connected")
+    expect(row).to_contain_text("EEA")
+    assert ExchangeConnection.objects.get().site == "eea"
+
+
+@pytest.mark.parametrize(
+    ("venue_id", "scenario", "reason"),
+    [
+        ("okx", "wrong_passphrase", "passphrase"),
+        ("okx", "withdraw", "Withdraw"),
+        ("okx", "ip_elsewhere", "127.0.0.1"),
+        ("bybit", "withdraw", "Withdraw"),
+        ("bybit", "ip_elsewhere", "IP"),
+        ("bybit", "read_only", "permissions"),
+    ],
+    ids=["okx-passphrase", "okx-withdraw", "okx-ip", "bybit-withdraw", "bybit-ip", "bybit-read-only"],
+)
+def test_every_okx_and_bybit_refusal_shows_its_reason(
+    page, live_server, venues_worker_process, sandboxes, screenshot, venue_id, scenario, reason
+):
+    venue = registry.get(venue_id)
+    _sign_up(page, live_server.url, f"{venue_id}-{scenario.replace('_', '-')}@example.com")
+    key = venue.demo_key("good" if scenario == "wrong_passphrase" else scenario)
+    passphrase = ""
+    if venue_id == "okx":
+        passphrase = "not-the-passphrase" if scenario == "wrong_passphrase" else _passphrase(venue, key[0])
+    dialog = _connect_with(page, venue, key, passphrase=passphrase)
+    expect(dialog.get_by_role("alert")).to_contain_text(reason, timeout=30_000)
+    screenshot(page, f"23-{venue_id}-{scenario.replace('_', '-')}")
+    connection = ExchangeConnection.objects.get()
+    assert connection.secret_key is None and connection.passphrase is None  # never kept

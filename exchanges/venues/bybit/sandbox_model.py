@@ -31,12 +31,13 @@ class Endpoint:
     ret_msg: str  # retMsg on success: "OK", "success" or "" depending on the endpoint (§5)
 
 
+FUND_BALANCE = "/v5/asset/transfer/query-account-coins-balance"
 SPECS = (
     Endpoint("GET", "/v5/market/time", False, None, "_time", "OK"),  # E1
     Endpoint("GET", "/v5/user/query-api", True, 10, "_query_api", ""),  # E2
     Endpoint("GET", "/v5/account/info", True, 50, "_account_info", "OK"),  # E3
     Endpoint("GET", "/v5/account/wallet-balance", True, 50, "_wallet_balance", "OK"),  # E4
-    Endpoint("GET", "/v5/asset/transfer/query-account-coins-balance", True, 5, "_coins_balance", "success"),  # E5
+    Endpoint("GET", FUND_BALANCE, True, 5, "_coins_balance", "success"),  # E5
     Endpoint("GET", "/v5/asset/asset-overview", True, 50, "_asset_overview", "OK"),  # E6
     Endpoint("GET", "/v5/market/tickers", False, None, "_tickers", "OK"),  # E7
     Endpoint("GET", "/v5/market/instruments-info", False, None, "_instruments", "OK"),  # E8
@@ -49,7 +50,6 @@ SPECS = (
 )  # fmt: skip
 ENDPOINTS = tuple(f"{spec.method} {spec.path}" for spec in SPECS)
 SYSTEM_STATUS = "/v5/system/status"
-FUND_BALANCE = "/v5/asset/transfer/query-account-coins-balance"
 
 # --- sites (§1) -----------------------------------------------------------------------------------
 

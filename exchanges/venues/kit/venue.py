@@ -156,10 +156,20 @@ class Venue:
 
     def demo_key(self, scenario: str) -> tuple[str, str]:
         """(API Key, Secret Key) of the demo key playing ``scenario``."""
+        credentials = self.demo_credentials(scenario)
+        return credentials.api_key, credentials.secret
+
+    def demo_credentials(self, scenario: str) -> Credentials:
+        """Every credential of the demo key playing ``scenario``: its API Key and Secret Key, and
+        the extra fields the venue asks for (a passphrase, the site) from its sandbox entry."""
         prefix = self.demo_scenarios[scenario].lower()
-        for api_key, secret, note in self.demo_keys():
-            if note.lower().startswith(prefix):
-                return api_key, secret
+        extras = [
+            spec.name for spec in self.credential_fields if spec.name not in ("access_key", "secret_key")
+        ]
+        for api_key, entry in self.sandbox().accounts.items():
+            if str(entry.get("note", "")).lower().startswith(prefix):
+                extra = {name: str(entry[name]) for name in extras if entry.get(name)}
+                return Credentials(api_key, str(entry.get("secret", "")), extra)
         raise LookupError(f"{self.id} has no demo key for {scenario!r}")
 
     def __repr__(self) -> str:

@@ -125,9 +125,7 @@ def _message(code: str, msg: str) -> str:
     return msg
 
 
-def decode(
-    status: int, body: bytes, headers: Mapping[str, str] | Any = None, *, path: str = ""
-) -> OkxError:
+def decode(status: int, body: bytes, headers: Mapping[str, str] | Any = None, *, path: str = "") -> OkxError:
     """The error for an answer that is not ``code`` "0" (any HTTP status)."""
     try:
         data = json.loads(body) if body else None
