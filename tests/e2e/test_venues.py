@@ -199,7 +199,7 @@ def test_four_exchanges_side_by_side_add_up_to_one_portfolio(
 def test_an_okx_key_of_another_site_is_found_there(page, live_server, venues_worker_process, sandboxes):
     okx = registry.get("okx")
     _sign_up(page, live_server.url, "eea@example.com")
-    key = okx.demo_key("eea")
+    key = okx.demo_key("other_site")
     dialog = _connect_with(page, okx, key, passphrase=_passphrase(okx, key[0]), site="global")
     expect(dialog).to_have_count(0, timeout=30_000)
     row = page.get_by_test_id("connection")
@@ -234,3 +234,19 @@ def test_every_okx_and_bybit_refusal_shows_its_reason(
     screenshot(page, f"23-{venue_id}-{scenario.replace('_', '-')}")
     connection = ExchangeConnection.objects.get()
     assert connection.secret_key is None and connection.passphrase is None  # never kept
+
+
+def test_a_bybit_key_expiring_soon_and_one_without_wallet_permission(
+    page, live_server, venues_worker_process, sandboxes
+):
+    bybit = registry.get("bybit")
+    _sign_up(page, live_server.url, "bybit-facts@example.com")
+    dialog = _connect_with(page, bybit, bybit.demo_key("expires_soon"), label="Soon")
+    expect(dialog).to_have_count(0, timeout=30_000)
+    expect(_row(page, "Soon").get_by_test_id("status")).to_contain_text("Expires in")
+    dialog = _connect_with(page, bybit, bybit.demo_key("no_wallet_permission"), label="NoWallet")
+    expect(dialog).to_have_count(0, timeout=30_000)
+    row = _row(page, "NoWallet")
+    expect(row.get_by_test_id("status")).to_contain_text("Connected")
+    row.get_by_text("What Bybit told us about this key").click()
+    expect(row.get_by_test_id("key-facts")).to_contain_text("not readable: funding")

@@ -164,6 +164,9 @@ class BybitVenue(Venue):
         "ip_elsewhere": "demo: ip-bound elsewhere",
         "ip_bound_here": "demo: ip-bound good key",
         "expired": "demo: expired",
+        "other_site": "demo: nl key",
+        "expires_soon": "demo: expiring soon",
+        "no_wallet_permission": "demo: no wallet permission",
     }
 
     def validate(self, credentials: Credentials) -> dict[str, str]:

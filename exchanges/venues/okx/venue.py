@@ -96,7 +96,7 @@ class OkxVenue(Venue):
             "OKX knows the API Key but refused the passphrase. It is the one you typed when you "
             "created the key (not your OKX login password), letter for letter, upper and lower case "
             "as typed.",
-            "Replace the key here with the right passphrase; OKX cannot show a passphrase again, so "
+            "Connect it again with the right passphrase; OKX cannot show a passphrase again, so "
             "if it is lost, create a new key.",
         ),
         ErrorKind.WRONG_ENVIRONMENT: Text(
@@ -186,6 +186,8 @@ class OkxVenue(Venue):
         "ip_elsewhere": "demo: ip-bound elsewhere",
         "ip_bound_here": "demo: ip-bound good key",
         "expired": "demo: idle 15 days",
+        "other_site": "demo: eea key",
+        "demo_trading": "demo: demo-trading key",
     }
 
     def validate(self, credentials: Credentials) -> dict[str, str]:
