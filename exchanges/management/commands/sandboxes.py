@@ -54,10 +54,15 @@ class Command(BaseCommand):
             sandbox = venue.sandbox(host=options["host"], port=ports.get(venue.id, 0)).bind()
             self.sandboxes.append((venue, sandbox))
             self.stdout.write(self.style.SUCCESS(f"{venue.name} sandbox listening on {sandbox.url}"))
-        for venue, _ in self.sandboxes:
-            self.stdout.write(f"\n{venue.name} demo keys (API Key, Secret Key, what it is):")
+        for venue, sandbox in self.sandboxes:
+            # Every credential the venue asks for beyond the two keys (a passphrase, the site).
+            extras = [f.name for f in venue.credential_fields if f.name not in ("access_key", "secret_key")]
+            header = ", ".join(["API Key", "Secret Key", *(e.capitalize() for e in extras), "what it is"])
+            self.stdout.write(f"\n{venue.name} demo keys ({header}):")
             for api_key, secret, note in venue.demo_keys():
-                self.stdout.write(f"  {api_key}  {secret}  {note}")
+                entry = sandbox.accounts.get(api_key, {})
+                more = "".join(f"  {entry.get(name, '')}" for name in extras)
+                self.stdout.write(f"  {api_key}  {secret}{more}  {note}")
         self.stdout.write("\nPress Ctrl-C to stop.")
         self.stdout.flush()
         if threading.current_thread() is threading.main_thread():
