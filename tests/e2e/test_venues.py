@@ -149,10 +149,20 @@ def _passphrase(venue, api_key: str) -> str:
 
 
 def _connect_with(
-    page, venue, key: tuple[str, str], *, label: str = "", passphrase: str = "", site: str = ""
+    page,
+    venue,
+    key: tuple[str, str],
+    *,
+    label: str = "",
+    passphrase: str = "",
+    site: str = "",
+    screenshot=None,
 ):
     page.get_by_role("link", name="Add New Exchange").first.click()
     dialog = page.locator("dialog.modal")
+    if screenshot:
+        expect(dialog.get_by_test_id(f"pick-{venue.id}")).to_be_visible()
+        screenshot(page, "24-exchange-picker")
     dialog.get_by_test_id(f"pick-{venue.id}").click()
     expect(dialog.get_by_role("heading", name=f"Connect {venue.name}")).to_be_visible()
     if label:
@@ -163,6 +173,8 @@ def _connect_with(
         dialog.get_by_label("Passphrase").fill(passphrase)
     if site:
         dialog.get_by_label("Site").select_option(site)
+    if screenshot:
+        screenshot(page, f"25-connect-{venue.id}")
     dialog.get_by_role("button", name="Connect").click()
     return dialog
 
@@ -175,7 +187,10 @@ def test_four_exchanges_side_by_side_add_up_to_one_portfolio(
     for venue, label in ((HTX, "HTX"), (BINANCE, "Binance"), (okx, "OKX"), (bybit, "Bybit")):
         key = venue.demo_key("good")
         passphrase = _passphrase(venue, key[0]) if venue is okx else ""
-        dialog = _connect_with(page, venue, key, label=f"{label} main", passphrase=passphrase)
+        shots = screenshot if venue is okx else None
+        dialog = _connect_with(
+            page, venue, key, label=f"{label} main", passphrase=passphrase, screenshot=shots
+        )
         expect(dialog).to_have_count(0, timeout=30_000)
         expect(_row(page, f"{label} main").get_by_test_id("status")).to_contain_text("Connected")
     total = sum((Decimal(c.total_usdt) for c in ExchangeConnection.objects.all()), Decimal(0))
