@@ -115,3 +115,74 @@ def test_a_replacement_must_be_a_working_key_of_the_same_binance_account(sandbox
     connection.refresh_from_db()
     assert connection.access_key == old_key and "Withdraw" in connection.replacement_error
     assert connection.status == Status.CONNECTED
+
+
+# --- OKX: the passphrase is part of the key; sites -------------------------------------------
+
+OKX = registry.get("okx")
+
+
+def _submit_okx(owner, scenario: str, **overrides) -> ExchangeConnection:
+    credentials = OKX.demo_credentials(scenario)
+    extra = {**credentials.extra, **overrides}
+    return services.connection_create(
+        owner=owner,
+        exchange="okx",
+        label="",
+        access_key=credentials.api_key,
+        secret_key=credentials.secret,
+        passphrase=extra.get("passphrase", ""),
+        site=extra.get("site", ""),
+    )
+
+
+def test_an_okx_key_is_checked_with_its_passphrase_and_the_rule_that_deletes_idle_keys(sandboxes, alice):
+    connection = _submit_okx(alice, "good")
+    assert _check(connection) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.passphrase == OKX.demo_credentials("good").extra["passphrase"]
+    assert connection.idle_deletion_days == 14
+    assert connection.idle_deletion_at == connection.last_verified_at + timedelta(days=14)
+
+
+def test_a_wrong_okx_passphrase_is_said_as_such_and_nothing_is_kept(sandboxes, alice):
+    connection = _submit_okx(alice, "good", passphrase="not-the-passphrase")
+    assert _check(connection) == Status.INVALID
+    connection.refresh_from_db()
+    assert connection.error_kind == "invalid_passphrase"
+    assert connection.passphrase is None and connection.secret_key is None
+
+
+def test_an_okx_key_of_another_site_switches_the_connection_to_it(sandboxes, alice):
+    connection = _submit_okx(alice, "other_site", site="global")
+    assert _check(connection) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.site == "eea"
+    assert connection.events.filter(message__contains="switched").exists()
+
+
+def test_an_okx_replacement_brings_its_own_passphrase_and_must_be_the_same_account(sandboxes, alice):
+    connection = _submit_okx(alice, "good")
+    assert _check(connection) == Status.CONNECTED
+    same_account = OKX.demo_credentials("ip_bound_here")  # another key of the same OKX account
+    services.connection_replace_keys(
+        connection=connection,
+        access_key=same_account.api_key,
+        secret_key=same_account.secret,
+        passphrase=same_account.extra["passphrase"],
+    )
+    assert _check(connection) == Status.CONNECTED
+    connection.refresh_from_db()
+    assert connection.access_key == same_account.api_key
+    assert connection.passphrase == same_account.extra["passphrase"] and connection.pending_passphrase is None
+
+    other = OKX.demo_credentials("other_site")  # another account (and site)
+    services.connection_replace_keys(
+        connection=connection,
+        access_key=other.api_key,
+        secret_key=other.secret,
+        passphrase=other.extra["passphrase"],
+    )
+    _check(connection)
+    connection.refresh_from_db()
+    assert connection.access_key == same_account.api_key and connection.replacement_error
