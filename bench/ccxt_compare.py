@@ -1,8 +1,9 @@
 """Our venue clients against ccxt's, side by side in one run (issue 6, "Against ccxt"): HTX
-(ours vs ``ccxt.htx``) and Binance (ours vs ``ccxt.binance``), one entry of ``VENUES`` each.
+(ours vs ``ccxt.htx``), Binance (ours vs ``ccxt.binance``), OKX (ours vs ``ccxt.okx``) and Bybit
+(ours vs ``ccxt.bybit``), one entry of ``VENUES`` each.
 
 Run from the repository root: .venv/bin/python bench/ccxt_compare.py [--calls N] [--runs N]
-    [--venues htx,binance]
+    [--venues htx,binance,okx,bybit]
 
 (a) import: wall time of a fresh `python -c "import X"` minus a bare interpreter's, median of
     --runs (7) interleaved runs; peak RSS printed by the child after the import (VmHWM,
@@ -14,7 +15,13 @@ Run from the repository root: .venv/bin/python bench/ccxt_compare.py [--calls N]
     `htx_timestamp_at` (the client formats the timestamp once per second; ccxt formats it every
     call), `signed_query` alone printed as well. Binance: the client's spot read (E5,
     `omitZeroBalances=true`, `timestamp`, `recvWindow` 10000 as ccxt sends it), ours
-    `signing.signed_params` with the client's cached `Signer`, ccxt's `sign()`.
+    `signing.signed_params` with the client's cached `Signer`, ccxt's `sign()`. OKX: okx-api.md
+    §3 vector V2, `GET /api/v5/account/balance?ccy=BTC` (the client's trading-account read, E3,
+    with one parameter), ours the query, `request_path` and the client's `Signer.headers` (which
+    formats the ISO timestamp every call, as ccxt does), ccxt's `sign()`. Bybit: bybit-api.md §3
+    vector V2, `GET /v5/account/wallet-balance?accountType=UNIFIED` (the client's E4 read as
+    sent, recvWindow 5000 both sides), ours what the client's `_send` does (`_credentials`, then
+    `signing.signed_request`, which builds a `Signer` per call), ccxt's `sign()`.
 (c) balance read: CPU of this process (time.process_time) per read against the venue's sandbox,
     which runs in a separate process with its rate limits lifted, so its CPU is not counted;
     --calls (300) reads each, median of 3 interleaved rounds. ccxt's client-side rate limiter
@@ -24,15 +31,25 @@ Run from the repository root: .venv/bin/python bench/ccxt_compare.py [--calls N]
     /api/v3/account, parsed into wallet lines as `read_balances` does) vs `fetch_balance()`
     with every `urls['api']` at the sandbox and `load_markets` limited to spot markets, no
     currencies, no margin pairs (tests/venues/binance/test_ccxt.py), markets loaded once first.
+    OKX: the trading account both ways: ours E3 (/api/v5/account/balance) parsed into wallet
+    lines as `read_balances` does for that account (its funding, Earn and valuation calls left
+    out), vs `fetch_balance()` (the trading account by default) with `hostname` and
+    `urls['api']['rest']` at the sandbox (tests/venues/okx/test_ccxt.py), markets and currencies
+    loaded once first. Bybit: the Unified Trading Account both ways: ours E4
+    (/v5/account/wallet-balance?accountType=UNIFIED) parsed as `read_balances` does for it (its
+    Funding Account call left out), vs `fetch_balance()` with every `urls['api']` entry at the
+    sandbox and ccxt's default options (tests/venues/bybit/test_ccxt.py); markets, currencies
+    and its account-type lookups (query-api, account/info) done once first.
 
 Prints `name: value unit` lines and `target ...: MET|NOT MET` lines, each named after its venue
-(`htx_...`, `binance_...`); exits 0 either way. Another venue is one more `VENUES` entry: its
-import statement, a signing case, a sandbox and a balance case.
+(`htx_...`, `binance_...`, `okx_...`, `bybit_...`); exits 0 either way. Another venue is one
+more `VENUES` entry: its import statement, a signing case, a sandbox and a balance case.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import subprocess
@@ -82,6 +99,7 @@ class BalanceCase:
     exchange: Any  # the ccxt exchange (its requests session is hooked to count its calls)
     describe: Callable[[Any, Any], str]  # (our read, ccxt's read) -> what each read holds
     close: Callable[[], None]
+    note: str = ""  # what each side reads, printed as a comment line
 
 
 @dataclass(frozen=True)
@@ -192,6 +210,7 @@ def _htx_balance(url: str) -> BalanceCase:
         exchange=exchange,
         describe=lambda o, c: f"{len(o.lines)} lines (ours), {len(c['total'])} currencies (ccxt)",
         close=close,
+        note="ours: balance(spot account); ccxt: fetch_balance(), the spot account (account list cached)",
     )
 
 
@@ -284,6 +303,225 @@ def _binance_balance(url: str) -> BalanceCase:
         exchange=exchange,
         describe=lambda o, c: f"{len(o.lines)} lines (ours), {len(c['total'])} currencies (ccxt)",
         close=exchange.session.close,
+        note=(
+            "ours: account() (GET /api/v3/account, omitZeroBalances) parsed into wallet lines; "
+            "ccxt: fetch_balance() (GET /api/v3/account, zero balances included), markets loaded once"
+        ),
+    )
+
+
+# --- OKX --------------------------------------------------------------------------------------
+
+# okx-api.md §3 vector V2 (tests/venues/okx/test_signing.py): GET /api/v5/account/balance?ccy=BTC,
+# the client's trading-account read (E3) with one parameter.
+OKX_KEY = "6d21f451-5156-4af7-83a1-ef483c4573bc"
+OKX_SECRET = "10E0F6068FEA5EFBCDD8039150DC6474"
+OKX_PASSPHRASE = "Vector-Pass-9"
+OKX_FIXED_MS = 1704164645678  # 2024-01-02T03:04:05.678Z
+OKX_PARAMS = {"ccy": "BTC"}
+OKX_SIGNATURE = "9FoP2Lc4Ru57GoczcyBgQPFGqJ2J1VBTAJGAa0Czl/U="
+
+
+def _okx_sign() -> SignCase:
+    import ccxt
+
+    from exchanges.venues.okx import signing
+    from exchanges.venues.okx.endpoints import TRADING_BALANCE
+
+    exchange = ccxt.okx({"apiKey": OKX_KEY, "secret": OKX_SECRET, "password": OKX_PASSPHRASE})
+    exchange.milliseconds = lambda: OKX_FIXED_MS  # a fixed clock: nonce() reads it
+    signer = signing.Signer(OKX_KEY, OKX_SECRET, OKX_PASSPHRASE)  # the client builds one per key
+    clock_offset_ms = 0
+
+    def now_ms() -> int:  # the client's _now_ms, on the fixed clock
+        return OKX_FIXED_MS + clock_offset_ms
+
+    def ours() -> dict[str, str]:  # what the client's _send does to sign a GET
+        query = signing.encode_query(OKX_PARAMS)
+        return signer.headers(now_ms(), "GET", signing.request_path(TRADING_BALANCE, query))
+
+    def theirs() -> dict:
+        return exchange.sign("account/balance", ["private"], "GET", dict(OKX_PARAMS))
+
+    # Independently of both: Base64 HMAC-SHA256 of timestamp + method + path and query.
+    payload = "2024-01-02T03:04:05.678ZGET/api/v5/account/balance?ccy=BTC"
+    digest = hmac.new(OKX_SECRET.encode(), payload.encode(), hashlib.sha256).digest()
+    recomputed = base64.b64encode(digest).decode()
+    assert recomputed == OKX_SIGNATURE, recomputed
+
+    return SignCase(
+        ours=ours,
+        ccxt=theirs,
+        ours_signature=lambda: ours()["OK-ACCESS-SIGN"],
+        ccxt_signature=lambda: theirs()["headers"]["OK-ACCESS-SIGN"],
+        expected=OKX_SIGNATURE,
+        note=(
+            "GET /api/v5/account/balance?ccy=BTC; ours: encode_query, request_path, Signer.headers "
+            "(4 OK-ACCESS-* headers, ISO timestamp formatted per call); ccxt: okx.sign() (URL + headers)"
+        ),
+    )
+
+
+def _okx_sandbox() -> Any:
+    from exchanges.venues.okx.sandbox import OkxSandbox, load_keys, load_tickers
+
+    sandbox = OkxSandbox(load_keys(), load_tickers()).bind()
+    # OKX limits each endpoint per User ID (private) or IP (public): E3 allows 10 per 2 s.
+    sandbox.limits = {path: (LIFTED, window_ms) for path, (_, window_ms) in sandbox.limits.items()}
+    return sandbox
+
+
+def _okx_balance(url: str) -> BalanceCase:
+    import ccxt
+
+    from exchanges.venues.okx.endpoints import TRADING_BALANCE
+    from exchanges.venues.okx.venue import OKX
+    from exchanges.venues.okx.wallets import Book
+
+    credentials = OKX.demo_credentials("good")  # a passphrase and a site ("global") in extra
+    ours = OKX.client(base_url=url, credentials=credentials, timeout=(3.05, 10.0))
+    ours.sync_clock()
+
+    def read_ours():
+        book = Book()  # what read_balances does with E3's answer (the trading account)
+        book.trading(ours._call("GET", TRADING_BALANCE))
+        return book.result([])
+
+    exchange = ccxt.okx(
+        {
+            "apiKey": credentials.api_key,
+            "secret": credentials.secret,
+            "password": credentials.extra["passphrase"],
+            "enableRateLimit": False,
+        }
+    )
+    exchange.hostname = urlsplit(url).netloc
+    exchange.urls["api"] = {"rest": url}
+    exchange.load_markets()  # once (5 instrument lists, the signed currencies), as every ccxt user does
+
+    # The trading account both ways (E3, GET /api/v5/account/balance): ours parsed into wallet
+    # lines, ccxt's fetch_balance() of its default account type, "trading".
+    return BalanceCase(
+        read_ours=read_ours,
+        read_ccxt=exchange.fetch_balance,
+        ours_calls=lambda: ours.calls,
+        exchange=exchange,
+        describe=lambda o, c: f"{len(o.lines)} lines (ours), {len(c['total'])} currencies (ccxt)",
+        close=exchange.session.close,
+        note=(
+            "ours: E3 GET /api/v5/account/balance parsed into trading-account lines (no funding, Earn, "
+            "valuation calls); ccxt: fetch_balance(), its default 'trading' account, the same GET, "
+            "markets loaded once"
+        ),
+    )
+
+
+# --- Bybit ------------------------------------------------------------------------------------
+
+# bybit-api.md §3 vector V2 (tests/venues/bybit/test_signing.py): GET /v5/account/wallet-balance
+# ?accountType=UNIFIED, the client's E4 read as sent; recvWindow 5000, Bybit's and ccxt's default.
+BYBIT_KEY = "Tq7Wm2Hx9KpL4sRv8N"
+BYBIT_SECRET = "c3Fj8Qz1Lw6Yp0Rt5Mv2Nb7Xk4Hd9Gs1Ae6U"
+BYBIT_FIXED_MS = 1767225600000
+BYBIT_RECV_WINDOW = 5000
+BYBIT_PARAMS = {"accountType": "UNIFIED"}
+BYBIT_SIGNATURE = "134ddacb8a3faac1eb111150c1bb1b64f5f5bf9cdc7cb689d8de81df208d4620"
+
+
+def _bybit_sign() -> SignCase:
+    import ccxt
+
+    from exchanges.venues.bybit import signing
+    from exchanges.venues.bybit.client import BybitClient
+    from exchanges.venues.bybit.endpoints import WALLET
+    from exchanges.venues.kit.types import Credentials
+
+    exchange = ccxt.bybit({"apiKey": BYBIT_KEY, "secret": BYBIT_SECRET})
+    exchange.milliseconds = lambda: BYBIT_FIXED_MS  # a fixed clock: nonce() reads it
+    assert exchange.options["recvWindow"] == BYBIT_RECV_WINDOW
+    client = BybitClient(credentials=Credentials(BYBIT_KEY, BYBIT_SECRET))  # never sends here
+    assert client.recv_window == BYBIT_RECV_WINDOW
+
+    def now_ms() -> int:  # the client's _now_ms, on the fixed clock
+        return BYBIT_FIXED_MS + client.clock_offset_ms
+
+    def ours() -> tuple[str, str | None, dict[str, str]]:  # what the client's _send does to sign
+        return signing.signed_request(
+            *client._credentials(WALLET),
+            "GET",
+            BYBIT_PARAMS,
+            timestamp=now_ms(),
+            recv_window=client.recv_window,
+        )
+
+    def theirs() -> dict:
+        return exchange.sign("v5/account/wallet-balance", ["private"], "GET", dict(BYBIT_PARAMS))
+
+    # Independently of both: hex HMAC-SHA256 of timestamp + key + recvWindow + the query sent.
+    payload = f"{BYBIT_FIXED_MS}{BYBIT_KEY}{BYBIT_RECV_WINDOW}accountType=UNIFIED"
+    recomputed = hmac.new(BYBIT_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    assert recomputed == BYBIT_SIGNATURE, recomputed
+
+    return SignCase(
+        ours=ours,
+        ccxt=theirs,
+        ours_signature=lambda: ours()[2]["X-BAPI-SIGN"],
+        ccxt_signature=lambda: theirs()["headers"]["X-BAPI-SIGN"],
+        expected=BYBIT_SIGNATURE,
+        note=(
+            "GET /v5/account/wallet-balance?accountType=UNIFIED; ours: _credentials, signed_request "
+            "(query, a Signer, 4 X-BAPI-* headers); ccxt: bybit.sign() (URL + headers)"
+        ),
+    )
+
+
+def _bybit_sandbox() -> Any:
+    from exchanges.venues.bybit.sandbox import BybitSandbox, load_keys, load_tickers
+
+    sandbox = BybitSandbox(load_keys(), load_tickers()).bind()
+    # Bybit limits each endpoint per UID (E4: 50 a second) and every request per IP (600 per 5 s).
+    sandbox.uid_limits = dict.fromkeys(sandbox.uid_limits, LIFTED)
+    sandbox.ip_limit = LIFTED
+    return sandbox
+
+
+def _bybit_balance(url: str) -> BalanceCase:
+    import ccxt
+
+    from exchanges.venues.bybit.endpoints import WALLET
+    from exchanges.venues.bybit.venue import BYBIT
+    from exchanges.venues.bybit.wallets import Book
+
+    credentials = BYBIT.demo_credentials("good")  # a site ("global") in extra
+    ours = BYBIT.client(base_url=url, credentials=credentials, timeout=(3.05, 10.0))
+    ours.sync_clock()
+
+    def read_ours():
+        book = Book()  # what read_balances does with E4's answer (the Unified Trading Account)
+        book.unified(ours._call("GET", WALLET, {"accountType": "UNIFIED"}))
+        return book.result([])
+
+    exchange = ccxt.bybit(
+        {"apiKey": credentials.api_key, "secret": credentials.secret, "enableRateLimit": False}
+    )
+    exchange.urls["api"] = dict.fromkeys(exchange.urls["api"], url)
+    exchange.load_markets()  # once (11 instrument lists, the signed coin list), as every ccxt user does
+
+    # The Unified Trading Account both ways (E4, GET /v5/account/wallet-balance?accountType=
+    # UNIFIED): ours parsed into wallet lines, ccxt's fetch_balance(), which on its first call
+    # also asks query-api and account/info whether the account is unified, then caches that.
+    return BalanceCase(
+        read_ours=read_ours,
+        read_ccxt=exchange.fetch_balance,
+        ours_calls=lambda: ours.calls,
+        exchange=exchange,
+        describe=lambda o, c: f"{len(o.lines)} lines (ours), {len(c['total'])} currencies (ccxt)",
+        close=exchange.session.close,
+        note=(
+            "ours: E4 GET /v5/account/wallet-balance?accountType=UNIFIED parsed into unified-account lines "
+            "(no Funding Account call); ccxt: fetch_balance(), the same GET (account type looked up "
+            "once before timing), markets loaded once"
+        ),
     )
 
 
@@ -291,6 +529,10 @@ VENUES: dict[str, VenueBench] = {
     "htx": VenueBench("htx", "import exchanges.venues.htx.client", _htx_sign, _htx_sandbox, _htx_balance),
     "binance": VenueBench(
         "binance", "import exchanges.venues.binance.client", _binance_sign, _binance_sandbox, _binance_balance
+    ),
+    "okx": VenueBench("okx", "import exchanges.venues.okx.client", _okx_sign, _okx_sandbox, _okx_balance),
+    "bybit": VenueBench(
+        "bybit", "import exchanges.venues.bybit.client", _bybit_sign, _bybit_sandbox, _bybit_balance
     ),
 }
 
@@ -421,6 +663,8 @@ def bench_balance(venue: VenueBench, n: int, rounds: int = 3) -> dict[str, float
         figure(f"{venue.id}_balance_cpu_{name}_ms", out[name], "ms/read", 3)
         figure(f"{venue.id}_balance_wall_{name}_ms", median(wall[name]), "ms/read", 3)
     note(f"{n} reads each, median of {rounds} interleaved rounds; sandbox CPU not counted")
+    if case.note:
+        note(case.note)
     return out
 
 
