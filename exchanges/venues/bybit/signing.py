@@ -58,7 +58,15 @@ def encode_params(params: Params | None) -> str:
     if not params:
         return ""
     pairs = params.items() if isinstance(params, Mapping) else params
-    return "&".join(f"{quote(text(k), safe='-_.~')}={quote(text(v), safe='-_.~,')}" for k, v in pairs)
+    return "&".join(f"{_encode(text(k), '-_.~')}={_encode(text(v), '-_.~,')}" for k, v in pairs)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encode(value: str, safe: str) -> str:
+    # Most names and values (account types, coins, numbers) need no escaping: skip quote().
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe=safe)
 
 
 def encode_body(params: Params | None) -> str:

@@ -49,6 +49,16 @@ TRANSIENT_KINDS = frozenset(
 )
 
 
+class GateUnavailable(Exception):
+    """Redis could not be asked: the request is not sent (the cap is a promise, not a hint)."""
+
+
+class GateBusy(GateUnavailable):
+    """No slot within the gate's wait (the cap, this scope's share of a limit, or a ban): the
+    request is not sent. Nothing is known about the key, so a check gives the row back for a
+    later sweep instead of reporting a status."""
+
+
 class VenueError(Exception):
     venue = "exchange"  # each venue's subclass names itself (HtxError: "HTX")
 

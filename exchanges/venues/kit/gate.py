@@ -28,7 +28,10 @@ from dataclasses import dataclass
 
 import redis
 
+from .errors import GateBusy, GateUnavailable
 from .venue import Limit
+
+__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable"]
 
 # Share of each limit we allow ourselves: requests take a few ms to reach the venue, so a
 # window measured here and the venue's are not exactly the same.
@@ -63,16 +66,6 @@ end
 redis.call('PEXPIRE', KEYS[2], window)
 return 0
 """
-
-
-class GateUnavailable(Exception):
-    """Redis could not be asked: the request is not sent (the cap is a promise, not a hint)."""
-
-
-class GateBusy(GateUnavailable):
-    """No slot within ``max_wait_seconds`` (the cap, this scope's share of a limit, or a ban):
-    the request is not sent. Nothing is known about the key, so a check gives the row back
-    for a later sweep instead of reporting a status."""
 
 
 def _any_limit(path: str) -> Limit:

@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from exchanges.venues.kit.gate import GateBusy
+from exchanges.venues.kit.errors import GateBusy
 from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
 from exchanges.venues.kit.types import BalanceRead, Credentials, KeyFacts, Prior
 
