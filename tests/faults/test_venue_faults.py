@@ -3,7 +3,9 @@ real worker processes on every venue's sandbox (real HTTP, real Redis, the test 
 
 (a) A venue failing in every way its sandbox can (5xx pages, maintenance, rate limits with
     Retry-After, a hang longer than the read timeout, broken JSON, and each venue's own ways):
-    first for one key, on a path only that key calls, then for the whole venue. The other keys
+    first for one key (on a path only that key calls; OKX and Bybit keys all call the same
+    endpoints, so there only that key's requests are faulted, see KeyFaults), then for the
+    whole venue. The other keys
     (of this venue and of the others) are not held up, the faulted key becomes "Temporary issue"
     keeping its last good balance, and every key recovers when the fault clears.
 (b) A worker killed with SIGKILL in the middle of a wave of verifications and refreshes, of
@@ -20,12 +22,15 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import secrets
 import string
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import pytest
 from django.test import Client
@@ -37,15 +42,19 @@ from exchanges import claims, recording, registry, services, venue_state
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.tasks import check_connection, queue_due_checks
 from exchanges.templatetags.exchanges_tags import usdt
+from exchanges.venues.bybit.sandbox import check_keys as check_bybit_keys
 from exchanges.venues.kit.errors import VenueError
 from exchanges.venues.kit.types import Credentials, Prior
+from exchanges.venues.okx.sandbox import check_keys as check_okx_keys
 from tests.conftest import sandbox_env, start_celery, stop_process, wait_for, worker_args
-from tests.faults.conftest import FAST, CeleryFleet, elapsed, forget_shared_messages, none_results, swept
+from tests.faults.conftest import FAST, CeleryFleet, elapsed, forget_shared_messages
 
-from ._procs import add_sandbox_keys, spot_balance_path, task_runs
+from ._procs import add_sandbox_keys, spot_balance_path
 
 VENUES = [pytest.param(venue, id=venue.id) for venue in registry.venues()]
 BINANCE = registry.get("binance")
+OKX = registry.get("okx")
+BYBIT = registry.get("bybit")
 
 READ_TIMEOUT = 2.0
 HANG_MS = 6_000  # three read timeouts
@@ -53,6 +62,22 @@ RETRY_AFTER = 2  # seconds, for the faults that carry a Retry-After (Binance's 4
 
 
 # --- Keys: each of its own account, the first one calling a path the others do not -----------
+
+
+class Key(NamedTuple):
+    """A sandbox key as the user would connect it: the extra credentials are those of
+    Credentials.extra (OKX's passphrase, the site of OKX and Bybit)."""
+
+    api_key: str
+    secret: str
+    uid: str
+    passphrase: str = ""
+    site: str = ""
+
+    @property
+    def credentials(self) -> Credentials:
+        extra = {"passphrase": self.passphrase, "site": self.site}
+        return Credentials(self.api_key, self.secret, {k: v for k, v in extra.items() if v})
 
 
 def _random_like(text: str) -> str:
@@ -76,7 +101,7 @@ def _htx_keys(sandbox, n: int) -> tuple[list[tuple[str, str, str]], list[str]]:
     own. -> ([(api key, secret, uid)], the first key's own paths)."""
     keys = add_sandbox_keys(sandbox, n, first=secrets.randbelow(1 << 16))
     return (
-        [(k, s, str(sandbox.accounts[k]["uid"])) for k, s in keys],
+        [Key(k, s, str(sandbox.accounts[k]["uid"])) for k, s in keys],
         [spot_balance_path(sandbox, keys[0][0])],
     )
 
@@ -97,11 +122,59 @@ def _binance_keys(sandbox, n: int, *, first_has_futures: bool = True):
         if i or not first_has_futures:
             entry.update(futures=None, enableFutures=False)
         sandbox.accounts[api_key] = entry
-        keys.append((api_key, secret, str(uid)))
+        keys.append(Key(api_key, secret, str(uid)))
     return keys, ["/fapi/"]
 
 
-KEY_MAKERS = {"htx": _htx_keys, "binance": _binance_keys}
+def _okx_keys(sandbox, n: int):
+    """OKX: copies of the demo good key (Global site, Read + Trade, no IP binding, used 2 days
+    ago), each its own account (uid and mainUid) and passphrase, a lower-case UUID and 32
+    upper-case hex characters (sandbox.py "Data"). Without Simple Earn or other Earn products,
+    so a check does not ask for prices to compare OKX's Earn valuation. Every OKX key calls the
+    same endpoints: no path of its own, the fault is aimed at the first key (KeyFaults)."""
+    template = copy.deepcopy(sandbox.accounts[OKX.demo_key("good")[0]])
+    assert template["site"] == "global" and template.get("trading"), "the demo good key has a trading account"
+    keys = []
+    for i in range(n):
+        api_key, secret = str(uuid.uuid4()), secrets.token_hex(16).upper()
+        passphrase = f"Fault-{secrets.token_urlsafe(9)}-{i}"
+        uid = str(700_000_000_000_000_000 + secrets.randbelow(10**17))
+        entry = copy.deepcopy(template)
+        entry.update(
+            secret=secret,
+            passphrase=passphrase,
+            uid=uid,
+            mainUid=uid,
+            note=f"fault test key {i}",
+            savings=[],
+            otherEarn=[],
+        )
+        check_okx_keys({api_key: entry})
+        sandbox.accounts[api_key] = entry
+        keys.append(Key(api_key, secret, uid, passphrase, entry["site"]))
+    return keys, []
+
+
+def _bybit_keys(sandbox, n: int):
+    """Bybit: copies of the demo good key (Global site, Read-Write, any IP, expires in 80
+    days), each its own UID, an API Key of 18 and a Secret Key of 36 letters and digits
+    (sandbox_model.check_key), without Earn. Every Bybit key calls the same endpoints: no path
+    of its own, the fault is aimed at the first key (KeyFaults)."""
+    template = copy.deepcopy(sandbox.accounts[BYBIT.demo_key("good")[0]])
+    assert template["site"] == "global" and template.get("unified"), "the demo good key has a UTA"
+    keys = []
+    for i in range(n):
+        api_key, secret = _random_like("Aa0" * 5 + "Aa0"), _random_like("aA0" * 12)
+        uid = 500_000_000 + secrets.randbelow(100_000_000)
+        entry = copy.deepcopy(template)
+        entry.update(secret=secret, uid=uid, note=f"fault test key {i}", earn=[])
+        check_bybit_keys({api_key: entry})
+        sandbox.accounts[api_key] = entry
+        keys.append(Key(api_key, secret, str(uid), site=entry["site"]))
+    return keys, []
+
+
+KEY_MAKERS = {"htx": _htx_keys, "binance": _binance_keys, "okx": _okx_keys, "bybit": _bybit_keys}
 
 
 def _keys(venue, sandbox, n: int):
@@ -112,12 +185,19 @@ def _keys(venue, sandbox, n: int):
 
 
 def _connect(owner, venue, keys, label: str) -> list[int]:
-    """Connect each key as the user would: a Verifying row, its check queued once committed."""
+    """Connect each key as the user would (every credential, the site): a Verifying row, its
+    check queued once committed."""
     return [
         services.connection_create(
-            owner=owner, exchange=venue.id, label=f"{label}{i}", access_key=k, secret_key=s
+            owner=owner,
+            exchange=venue.id,
+            label=f"{label}{i}",
+            access_key=key.api_key,
+            secret_key=key.secret,
+            passphrase=key.passphrase,
+            site=key.site,
         ).pk
-        for i, (k, s, _) in enumerate(keys)
+        for i, key in enumerate(keys)
     ]
 
 
@@ -129,17 +209,19 @@ def _connected_rows(owner, venue, keys, *, due: datetime) -> list[int]:
             owner=owner,
             exchange=venue.id,
             label=f"r{i}",
-            access_key=k,
-            secret_key=s,
-            access_key_fingerprint=services.access_key_fingerprint(k),
-            access_key_head=k[:4],
-            access_key_tail=k[-4:],
+            access_key=key.api_key,
+            secret_key=key.secret,
+            passphrase=key.passphrase or None,
+            site=key.site,
+            access_key_fingerprint=services.access_key_fingerprint(key.api_key),
+            access_key_head=key.api_key[:4],
+            access_key_tail=key.api_key[-4:],
             status=Status.CONNECTED,
             established=True,
-            account_uid=uid,
+            account_uid=key.uid,
             next_check_at=due,
         ).pk
-        for i, (k, s, uid) in enumerate(keys)
+        for i, key in enumerate(keys)
     ]
 
 
@@ -151,7 +233,7 @@ class Calls:
     through the sandbox's `handle` hook (its HTTP handler calls sandbox.handle(request))."""
 
     def __init__(self, sandbox, keys) -> None:
-        self.keys = {k for k, _, _ in keys}
+        self.keys = {key.api_key for key in keys}
         self.log: list[tuple[float, str, str, int]] = []
         self._lock = threading.Lock()
         handle = sandbox.handle
@@ -180,6 +262,45 @@ class Calls:
         (every check of a key starts with the same signed call)."""
         mine = [path for _, k, path, _ in self.entries() if k == key]
         return mine.count(mine[0]) if mine else 0
+
+
+class KeyFaults:
+    """Faults for one key's requests only, for venues whose keys all call the same endpoints
+    (OKX, Bybit), where ``paths`` cannot single a key out. The key's requests are answered by a
+    view of the sandbox with fault switches of its own (``faults``), sharing everything else
+    (accounts, routes, limits, stats); every other request by the sandbox itself. Install it
+    before ``Calls``, which then records the faulted answers too. Unsigned calls name no key
+    and are never faulted here (e.g. OKX's system status asked after a maintenance answer)."""
+
+    def __init__(self, sandbox, api_key: str) -> None:
+        self.faults = type(sandbox.faults)()
+        self.answered = 0  # requests answered while a fault was on
+        view = copy.copy(sandbox)
+        view.faults = self.faults
+        own_handle, handle = type(sandbox).handle, sandbox.handle
+        defaults = self.faults.snapshot()
+
+        def routed(request):
+            if api_key in request.headers.values() and self.faults.snapshot() != defaults:
+                self.answered += 1
+                return own_handle(view, request)
+            return handle(request)
+
+        sandbox.handle = routed
+
+
+def _aim(sandbox, key_faults: KeyFaults | None, fault: dict, own_paths: list[str]) -> None:
+    """Turn `fault` on for the first key only: on its own paths, or (KeyFaults) on its requests."""
+    if key_faults is None:
+        sandbox.faults.replace({**fault, "paths": own_paths})
+    else:
+        key_faults.faults.replace(fault)
+
+
+def _clear(sandbox, key_faults: KeyFaults | None) -> None:
+    sandbox.faults.clear()
+    if key_faults is not None:
+        key_faults.faults.clear()
 
 
 # --- Where connections stand ------------------------------------------------------------------
@@ -217,6 +338,38 @@ def _statuses(pks) -> dict[int, tuple[str, str, int]]:
 
 
 # --- Workers ------------------------------------------------------------------------------------
+
+# "Task exchanges.tasks.check_connection[<id>] succeeded in 0.51s: 'connected'". The logging
+# filter runs every venue's redact() over every record: OKX's blanks anything shaped like a UUID,
+# Celery's task ids included ("[[redacted]]", so _procs.task_runs and conftest's none_results/
+# swept, which need the id, find nothing), and Bybit's any 18 letters and digits with both in
+# them, such as the fraction of a duration ("0.019942334000006667s" -> "0.[redacted]"). Read
+# here without the id, a blanked fraction counted as a whole second (an upper bound).
+_TASK_SUCCEEDED = re.compile(
+    r"Task ([\w.]+)\[(?:[^\[\]]+|\[redacted\])\] succeeded in "
+    r"(\d+)\.(\d+(?:e-?\d+)?s|\[redacted\]|\d*\[redacted\]): (\S*)"
+)
+
+
+def _succeeded(log_text: str, task: str = "exchanges.tasks.check_connection") -> list[tuple[float, str]]:
+    """(seconds, result) of every run of `task` a worker log says finished, in order."""
+    runs = []
+    for name, whole, fraction, result in _TASK_SUCCEEDED.findall(log_text):
+        if name == task:
+            redacted = "[redacted]" in fraction
+            runs.append((int(whole) + 1.0 if redacted else float(f"{whole}.{fraction[:-1]}"), result))
+    return runs
+
+
+def _none_results(processes) -> int:
+    """check_connection runs that found nothing to do: duplicate messages, harmless by design."""
+    return sum(result == "None" for p in processes for _, result in _succeeded(p.log_path.read_text()))
+
+
+def _swept(processes) -> int:
+    """Check messages queued by beat's sweeper (the sum of what queue_due_checks returned)."""
+    task = "exchanges.tasks.queue_due_checks"
+    return sum(int(r) for p in processes for _, r in _succeeded(p.log_path.read_text(), task) if r.isdigit())
 
 
 def _worker_env(sandboxes, **extra) -> dict[str, str]:
@@ -286,6 +439,7 @@ def test_a_failing_venue_never_stalls_other_keys_keeps_the_last_balance_and_reco
     worker = start_worker(f"faults-{venue.id}")
     sandbox = sandboxes[venue.id]
     own_keys, own_paths = _keys(venue, sandbox, 3)
+    key_faults = None if own_paths else KeyFaults(sandbox, own_keys[0].api_key)
     calls = Calls(sandbox, own_keys)
     own = _connect(alice, venue, own_keys, venue.id)
     others = []
@@ -313,7 +467,8 @@ def test_a_failing_venue_never_stalls_other_keys_keeps_the_last_balance_and_reco
         before = _snapshots(pks)
         last_good = _rows([bad_pk])[bad_pk]
         log_offset = len(worker.log_path.read_text())
-        sandbox.faults.replace({**fault, "paths": own_paths})
+        faulted_before = key_faults.answered if key_faults else 0
+        _aim(sandbox, key_faults, fault, own_paths)
         started = time.monotonic()
         ExchangeConnection.objects.filter(pk__in=pks).update(next_check_at=timezone.now())
         queue_due_checks()  # what beat does: every due key is queued at once
@@ -334,6 +489,8 @@ def test_a_failing_venue_never_stalls_other_keys_keeps_the_last_balance_and_reco
         assert took < READ_TIMEOUT + RETRY_AFTER + 3, f"{venue.id} {name}: the other keys took {took:.1f} s"
         bad = _rows([bad_pk])[bad_pk]
         assert bad.error_kind, f"{name}: the failure is recorded"
+        if key_faults is not None:
+            assert key_faults.answered > faulted_before, f"{name}: the faulted key's requests were faulted"
         assert bad.total_usdt == last_good.total_usdt, f"{name}: the last good balance is kept"
         assert bad.latest_snapshot_id == last_good.latest_snapshot_id
         assert _snapshots([bad_pk])[bad_pk] == before[bad_pk], f"{name}: a snapshot from a failed check"
@@ -344,22 +501,27 @@ def test_a_failing_venue_never_stalls_other_keys_keeps_the_last_balance_and_reco
         counts["final"] += len(refreshed) + 1  # the faulted key's final status: Temporary issue
         counts["run twice"] += sum(now[pk] - before[pk] - 1 for pk in good)
 
-        sandbox.faults.clear()
+        _clear(sandbox, key_faults)
         _sweep_until(
             lambda: _rows([bad_pk])[bad_pk].status == Status.CONNECTED,
             timeout=20,
             message=lambda name=name: f"{venue.id} {name}: did not recover: {_statuses([bad_pk])}",
         )
         counts["recovered"] += 1
-        runs = task_runs(worker.log_path.read_text()[log_offset:])
+        runs = _succeeded(worker.log_path.read_text()[log_offset:])
         slowest[name] = round(max(seconds for seconds, _ in runs), 2)
         counts["duplicates dropped"] += sum(result == "None" for _, result in runs)
         # No worker thread is held much longer than one read timeout (or one Retry-After).
         assert slowest[name] < READ_TIMEOUT + RETRY_AFTER + 1, f"{name}: a check ran {slowest[name]} s"
 
-    # The faulted key's own path really was its own: it called it, no other key ever did.
-    on_own_paths = Counter(k for _, k, path, _ in calls.entries() if path.startswith(tuple(own_paths)))
-    assert on_own_paths[own_keys[0][0]] > 0 and sum(on_own_paths.values()) == on_own_paths[own_keys[0][0]]
+    faulted_key = own_keys[0].api_key
+    if key_faults is None:
+        # The faulted key's own path really was its own: it called it, no other key ever did.
+        on_own_paths = Counter(k for _, k, path, _ in calls.entries() if path.startswith(tuple(own_paths)))
+        assert on_own_paths[faulted_key] > 0 and sum(on_own_paths.values()) == on_own_paths[faulted_key]
+    # With KeyFaults, only the faulted key's requests were faulted (checked every round above);
+    # the other keys may still meet the venue's own limits (OKX's 1/s on its valuation
+    # cross-check, whose failure never fails a read): harmless.
 
     # The whole venue down at once: its keys all keep their balances; the other venues' go on.
     totals = {pk: c.total_usdt for pk, c in _rows(own).items()}
@@ -460,7 +622,7 @@ def test_a_worker_killed_mid_wave_of_verifications_loses_nothing(venue, fleet, s
         refreshing.append(pk)
         verifying += _connect(alice, venue, [v], f"v{i}-")
     pks = verifying + refreshing
-    by_pk = dict(zip(pks, [k for k, _, _ in verify_keys + refresh_keys], strict=True))
+    by_pk = dict(zip(pks, [key.api_key for key in verify_keys + refresh_keys], strict=True))
     fleet.ready(first, beat)
 
     # Kill once some checks have finished and both kinds are half-way through their talk with
@@ -493,7 +655,7 @@ def test_a_worker_killed_mid_wave_of_verifications_loses_nothing(venue, fleet, s
         f"(verify={len(interrupted_v)} refresh={len(interrupted_r)}) final={len(final['done'])} "
         f"lost={len(final['pending'])} run twice={len(final['twice'])} | harmless: checks re-read "
         f"from {venue.name}={len(reread)}, duplicate messages that found nothing to do="
-        f"{none_results([first, second])}, queued again by beat's sweeper={swept([first, second])} "
+        f"{_none_results([first, second])}, queued again by beat's sweeper={_swept([first, second])} "
         f"({elapsed(start)})"
     )
     print(f"\n{counts}")
@@ -517,7 +679,7 @@ def _binance_refusal(sandbox, key, fault: str, retry_after: int):
     """The error Binance's client raises for a 429/418 with Retry-After, over real HTTP (a
     client without a gate, so no ban is left behind), and when the sandbox answered it."""
     sandbox.faults.replace({fault: retry_after})
-    client = BINANCE.client(base_url=sandbox.url, credentials=Credentials(key[0], key[1]), timeout=(2.0, 5.0))
+    client = BINANCE.client(base_url=sandbox.url, credentials=key.credentials, timeout=(2.0, 5.0))
     try:
         with client, pytest.raises(VenueError) as caught:
             client.inspect_key(Prior())
@@ -580,7 +742,7 @@ def test_binance_429_and_418_ban_every_check_to_binance_until_retry_after_withou
         message=lambda: _statuses(pks),
     )
     trigger, held = binance[0], binance[1:]
-    trigger_key = keys[0][0]
+    trigger_key = keys[0].api_key
     counts = Counter(submitted=0, final=0, lost=0, **{"run twice": 0, "released": 0})
     for fault, http_status in (("rate_limited", 429), ("banned", 418)):
         before = _snapshots(pks)

@@ -10,7 +10,7 @@ from exchanges.venues.kit.types import Credentials
 from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
 
 from . import limits
-from .client import DEFAULT_BASE_URL, BybitClient, redact
+from .client import DEFAULT_BASE_URL, BybitClient, redact_headers
 from .endpoints import SITES
 from .signing import is_pem
 
@@ -232,7 +232,7 @@ class BybitVenue(Venue):
         return BybitClient(base_url, credentials=credentials, timeout=timeout, gate=gate, scope=scope)
 
     def redact(self, text: str) -> str:
-        return redact(text)
+        return redact_headers(text)
 
     def sandbox(self, **kwargs: Any) -> Any:
         from .sandbox import BybitSandbox, load_keys, load_tickers

@@ -59,12 +59,26 @@ PUBLIC_SCOPE = "ip"
 STAND_IN_QUOTE = "USDC"
 PRICES_MAX_AGE = 30.0  # seconds
 
-_HEADER = re.compile(r"(OK-ACCESS-(?:SIGN|KEY|PASSPHRASE)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}]+", re.IGNORECASE)
+# A value ends at a quote, space, separator or backslash (a raw request's escaped "\r\n").
+_HEADER = re.compile(
+    r"(OK-ACCESS-(?:SIGN|KEY|PASSPHRASE)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}\\]+", re.IGNORECASE
+)
 # OKX API keys are UUIDs and Secret Keys 32 hex characters.
 _UUID_LIKE = re.compile(
     r"(?<![0-9A-Za-z-])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Za-z-])"
 )
 _HEX32_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32}(?![0-9A-Za-z])")
+
+
+MAINTENANCE_MEMO_SECONDS = 10.0
+_maintenance_memo: tuple[float, bool] | None = None  # (valid until, maintenance ongoing)
+
+
+def redact_headers(text: str) -> str:
+    """Strip ``OK-ACCESS-SIGN``/``-KEY``/``-PASSPHRASE`` header values from any log line. This is
+    what the dashboard's log filter applies to every record: key-shaped text in general is not
+    blanked there, since Celery's task ids are UUIDs too."""
+    return _HEADER.sub(r"\1[redacted]", text)
 
 
 def redact(text: str, *secrets: str) -> str:
@@ -289,11 +303,20 @@ class OkxClient:
             raise
 
     def _raise_if_maintenance(self, error: OkxError) -> None:
-        """A 503 during OKX's maintenance: E9 says so (the error bodies do not)."""
-        try:
-            ongoing = self.system_maintenance()
-        except (OkxError, GateBusy):
-            return
+        """A 503 during OKX's maintenance: E9 says so (the error bodies do not). E9 allows one
+        call per 5 s per IP, so each process asks at most every MAINTENANCE_MEMO_SECONDS and the
+        other failing checks reuse the answer instead of queueing for that slot."""
+        global _maintenance_memo
+        memo = _maintenance_memo
+        if memo is not None and time.monotonic() < memo[0]:
+            ongoing = memo[1]
+        else:
+            _maintenance_memo = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, False)
+            try:
+                ongoing = self.system_maintenance()
+            except (OkxError, GateBusy):
+                return
+            _maintenance_memo = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, ongoing)
         if ongoing:
             raise OkxError(
                 ErrorKind.MAINTENANCE,

@@ -10,7 +10,7 @@ from exchanges.venues.kit.types import Credentials
 from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
 
 from . import limits
-from .client import OkxClient, redact
+from .client import OkxClient, redact_headers
 from .endpoints import DEFAULT_BASE_URL, SITE_LABELS, SITES
 
 # API Keys are lower-case UUIDs, Secret Keys 32 hex characters (okx-api.md §6 "Formats").
@@ -234,7 +234,7 @@ class OkxVenue(Venue):
         return OkxClient(base_url, credentials=credentials, timeout=timeout, gate=gate, scope=scope)
 
     def redact(self, text: str) -> str:
-        return redact(text)
+        return redact_headers(text)
 
     def sandbox(self, **kwargs: Any) -> Any:
         from .sandbox import OkxSandbox, load_keys, load_tickers
