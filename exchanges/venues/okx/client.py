@@ -71,7 +71,8 @@ _HEX32_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32}(?![0-9A-Za-z])")
 
 
 MAINTENANCE_MEMO_SECONDS = 10.0
-_maintenance_memo: tuple[float, bool] | None = None  # (valid until, maintenance ongoing)
+# (base URL, site) -> (valid until, maintenance ongoing)
+_maintenance_memo: dict[tuple[str, str], tuple[float, bool]] = {}
 
 
 def redact_headers(text: str) -> str:
@@ -306,17 +307,17 @@ class OkxClient:
         """A 503 during OKX's maintenance: E9 says so (the error bodies do not). E9 allows one
         call per 5 s per IP, so each process asks at most every MAINTENANCE_MEMO_SECONDS and the
         other failing checks reuse the answer instead of queueing for that slot."""
-        global _maintenance_memo
-        memo = _maintenance_memo
+        where = (self.base_url, self.site)
+        memo = _maintenance_memo.get(where)
         if memo is not None and time.monotonic() < memo[0]:
             ongoing = memo[1]
         else:
-            _maintenance_memo = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, False)
+            _maintenance_memo[where] = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, False)
             try:
                 ongoing = self.system_maintenance()
             except (OkxError, GateBusy):
                 return
-            _maintenance_memo = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, ongoing)
+            _maintenance_memo[where] = (time.monotonic() + MAINTENANCE_MEMO_SECONDS, ongoing)
         if ongoing:
             raise OkxError(
                 ErrorKind.MAINTENANCE,

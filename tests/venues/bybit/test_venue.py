@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from exchanges.venues.bybit import client as client_module
 from exchanges.venues.bybit.client import BybitClient, redact, resolve
+from exchanges.venues.bybit.client import redact as bybit_redact
 from exchanges.venues.bybit.venue import BYBIT, BybitVenue
 from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.types import Credentials
@@ -287,10 +288,10 @@ def test_redact_strips_sign_and_key_headers_and_key_shaped_values():
     assert "1767225600000" in cleaned and "X-BAPI-SIGN" in cleaned
     # The venue's redact does not know the key, but every key-, secret- or signature-shaped run goes.
     signature = "f7680854b5eb109ea3db51baddff09f26c2cdda30fbcedfd582ec12a1b6f0a17"
-    cleaned = BYBIT.redact(f"key {KEY} secret {SECRET} sig {signature} at 1767225600000")
+    cleaned = bybit_redact(f"key {KEY} secret {SECRET} sig {signature} at 1767225600000")
     assert KEY not in cleaned and SECRET not in cleaned and signature not in cleaned
-    assert "1767225600000" in cleaned and "internationalisation" in BYBIT.redact("internationalisation")
-    assert "-----BEGIN" not in BYBIT.redact("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----")
+    assert "1767225600000" in cleaned and "internationalisation" in bybit_redact("internationalisation")
+    assert "-----BEGIN" not in bybit_redact("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----")
 
 
 def test_the_venue_imports_nothing_of_the_project_but_the_kit():

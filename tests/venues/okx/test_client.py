@@ -19,6 +19,7 @@ from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.gate import Gate, GateBusy
 from exchanges.venues.kit.types import Credentials, KeyFacts, OtherLine, Prior
 from exchanges.venues.okx.client import OkxClient
+from exchanges.venues.okx.client import redact as okx_redact
 from exchanges.venues.okx.endpoints import (
     ACCOUNT_CONFIG,
     ASSET_VALUATION,
@@ -706,7 +707,7 @@ def test_no_secret_or_passphrase_in_any_repr_or_redacted_line(sandbox):
         f"OK-ACCESS-SIGN: ev0iOaWdz8sTmB6Y1Pe05iM/KuC9mO+L/JnJR0SYHdw= "
         f"headers={{'OK-ACCESS-PASSPHRASE': '{GOOD.extra['passphrase']}'}} secret={GOOD.secret}"
     )
-    for cleaned in (client.redact(line), OKX.redact(line)):
+    for cleaned in (client.redact(line), okx_redact(line)):
         for value in (GOOD.api_key, GOOD.secret, GOOD.extra["passphrase"], "ev0iOaWdz8sTmB6Y1Pe05iM"):
             assert value not in cleaned
         assert "OK-ACCESS-SIGN: [redacted]" in cleaned and ACCOUNT_CONFIG in cleaned

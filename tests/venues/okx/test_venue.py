@@ -15,6 +15,7 @@ from exchanges.venues.kit.types import Credentials, Prior
 from exchanges.venues.kit.venue import Limit, Text, Venue
 from exchanges.venues.okx import client as client_module
 from exchanges.venues.okx.client import OkxClient, redact
+from exchanges.venues.okx.client import redact as okx_redact
 from exchanges.venues.okx.venue import OKX, OkxVenue
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -315,7 +316,7 @@ def test_redact_strips_signing_headers_keys_and_secrets():
     for value in (KEY, SECRET, PASSPHRASE, "ev0iOaWdz8sTmB6Y1Pe05iM"):
         assert value not in cleaned
     assert "'OK-ACCESS-SIGN': '[redacted]'" in cleaned and "2024-01-02T03:04:05.678Z" in cleaned
-    assert OKX.redact(line) == cleaned
+    assert okx_redact(line) == cleaned
     # The client also knows the passphrase itself, wherever it appears.
     assert PASSPHRASE not in _made("http://127.0.0.1:9").redact(f"passphrase was {PASSPHRASE}")
 
