@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test install install-dev migrate lint format bench clean
+.PHONY: run demo test install install-dev system-deps migrate lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,23 @@ run: migrate
 demo: migrate
 	$(BIN)/python bin/dev.py --demo
 
-test: install-dev
+# Debian packages the tests need: Chromium (browser tests) and libfaketime (the clock fault
+# test). Installed with apt-get when running as root; otherwise one line says what to install.
+system-deps:
+	@missing=""; \
+	[ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$$missing chromium"; \
+	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing="$$missing faketime"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends $$missing >/dev/null \
+	      || { apt-get update >/dev/null && apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	  else \
+	    echo "make test needs:$$missing. Install with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: install-dev system-deps
 	$(BIN)/python -m pytest
 
 lint: install-dev
