@@ -29,12 +29,14 @@ run: migrate
 demo: migrate
 	$(BIN)/python bin/dev.py --demo
 
-# Debian packages the tests need: Chromium (browser tests) and libfaketime (the clock fault
-# test). Installed with apt-get when running as root; otherwise one line says what to install.
+# Debian packages the tests need: Chromium (browser tests), libfaketime (the clock fault test)
+# and PostgreSQL's binaries (the database-outage test runs its own throwaway cluster).
+# Installed with apt-get when running as root; otherwise one line says what to install.
 system-deps:
 	@missing=""; \
 	[ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$$missing chromium"; \
-	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing="$$missing faketime"; \
+	ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    export DEBIAN_FRONTEND=noninteractive; \

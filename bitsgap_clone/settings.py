@@ -15,6 +15,8 @@ import environ
 from csp.constants import NONE, SELF
 from kombu import Queue
 
+from bitsgap_clone.venues import DEFAULT_VENUES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -230,15 +232,7 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Exchanges ("venues") ----------------------------------------------------------------------
 # The exchanges offered, one folder each under exchanges/venues/ (docs/adding-an-exchange.md).
-VENUES = env.list(
-    "VENUES",
-    default=[
-        "exchanges.venues.htx.venue.HTX",
-        "exchanges.venues.binance.venue.BINANCE",
-        "exchanges.venues.okx.venue.OKX",
-        "exchanges.venues.bybit.venue.BYBIT",
-    ],
-)
+VENUES = env.list("VENUES", default=DEFAULT_VENUES)
 # Per venue, from the environment (<PREFIX> is the venue's env_prefix, e.g. HTX), read by
 # exchanges.registry: <PREFIX>_API_URL (scheme, host and port; signed requests go there),
 # <PREFIX>_CONNECT_TIMEOUT and <PREFIX>_READ_TIMEOUT (3.05 s, 10 s), <PREFIX>_MAX_CONCURRENT_REQUESTS

@@ -11,13 +11,18 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def require_chromium(path: str = CHROMIUM) -> None:
+    """Browser tests fail loudly without a browser; SKIP_BROWSER=1 is the explicit opt-out."""
+    if not Path(path).exists():
+        message = f"Chromium not found at {path} (set CHROMIUM_PATH; `make test` installs it as root)"
+        if os.environ.get("SKIP_BROWSER") == "1":
+            pytest.skip(f"{message}; SKIP_BROWSER=1")
+        pytest.fail(message)
+
+
 @pytest.fixture(scope="session")
 def browser():
-    if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM} (set CHROMIUM_PATH)"
-        if os.environ.get("REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -4,6 +4,7 @@ gunicorn web server, and what their logs tell."""
 from __future__ import annotations
 
 import copy
+import glob
 import os
 import re
 import subprocess
@@ -17,7 +18,11 @@ import requests
 from bitsgap_clone.embedded_redis import free_port
 from tests.conftest import ROOT, spawn_celery, stop_process, wait_ready, worker_args
 
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+# Debian's multiarch path (x86_64-linux-gnu, aarch64-linux-gnu, ...).
+LIBFAKETIME = next(
+    iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))),
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+)
 
 _TASK_DONE = re.compile(r"Task exchanges\.tasks\.check_connection\[[^\]]+\] succeeded in ([\d.]+)s: (\S+)")
 _TASK_RETRY = re.compile(r"Task exchanges\.tasks\.check_connection\[[^\]]+\] retry: Retry in (\d+)s")

@@ -170,15 +170,15 @@ def test_thirty_seconds_without_the_database_loses_nothing(cluster, own_broker, 
     assert after.status_code == 200 and after.text.count('data-status="connected"') == N, after.text[:500]
 
 
-@pytest.mark.parametrize("required", [False, True])
-def test_missing_postgresql_skips_on_a_developer_machine_and_fails_in_ci(monkeypatch, required):
+@pytest.mark.parametrize("opted_out", [False, True])
+def test_missing_postgresql_fails_unless_explicitly_opted_out(monkeypatch, opted_out):
     from . import _pgcluster
 
     monkeypatch.setattr(_pgcluster, "_bin_dir", lambda: None)
-    if required:
-        monkeypatch.setenv("REQUIRE_POSTGRES", "1")
+    if opted_out:
+        monkeypatch.setenv("SKIP_POSTGRES_CLUSTER", "1")
     else:
-        monkeypatch.delenv("REQUIRE_POSTGRES", raising=False)
-    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+        monkeypatch.delenv("SKIP_POSTGRES_CLUSTER", raising=False)
+    outcome = pytest.skip.Exception if opted_out else pytest.fail.Exception
     with pytest.raises(outcome, match="PostgreSQL binaries not found"):
         PgCluster()
