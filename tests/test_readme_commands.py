@@ -67,6 +67,32 @@ def test_sandbox_commands_start_without_the_dashboards_secrets(args, expect):
         process.wait(timeout=15)
 
 
+def test_demo_keys_are_written_to_the_file_the_readme_names(tmp_path):
+    from exchanges import registry
+
+    keys_file = tmp_path / "demo-keys.txt"
+    process = subprocess.Popen(
+        [_base_python(), "manage.py", "sandboxes", "--keys-file", str(keys_file)],
+        cwd=ROOT,
+        env=_fresh_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _first_lines_until(process, r"demo keys above are also in")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    text = keys_file.read_text()
+    for venue in registry.venues():
+        assert f"{venue.name} demo keys" in text
+        for api_key, secret, _note in venue.demo_keys():
+            assert f"{api_key}  {secret}" in text
+    assert "demo-keys.txt" in (ROOT / "README.md").read_text()
+    assert "--keys-file demo-keys.txt" in (ROOT / "Procfile").read_text()
+
+
 def test_dashboard_commands_still_demand_their_secrets_in_production():
     result = subprocess.run(
         [_base_python(), "manage.py", "check"],

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchanges import registry
+from exchanges.venues.kit.venue import Venue
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -29,6 +31,21 @@ def parse_ports(text: str) -> dict[str, int]:
     return ports
 
 
+def demo_keys_table(sandboxes: list[tuple[Venue, Any]]) -> str:
+    """Every credential of each venue's demo keys, with what each key demonstrates."""
+    lines = []
+    for venue, sandbox in sandboxes:
+        # Every credential the venue asks for beyond the two keys (a passphrase, the site).
+        extras = [f.name for f in venue.credential_fields if f.name not in ("access_key", "secret_key")]
+        header = ", ".join(["API Key", "Secret Key", *(e.capitalize() for e in extras), "what it is"])
+        lines.append(f"\n{venue.name} demo keys ({header}):")
+        for api_key, secret, note in venue.demo_keys():
+            entry = sandbox.accounts.get(api_key, {})
+            more = "".join(f"  {entry.get(name, '')}" for name in extras)
+            lines.append(f"  {api_key}  {secret}{more}  {note}")
+    return "\n".join(lines)
+
+
 class Command(BaseCommand):
     help = "Run the local sandbox of each exchange (doubles of their REST APIs) until Ctrl-C."
     # The sandboxes need no database, models or checks; skipping them lets them start on their own.
@@ -42,6 +59,7 @@ class Command(BaseCommand):
             help="venue=port pairs, e.g. htx=8765,other=8766 (default: every venue on a free port)",
         )
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        parser.add_argument("--keys-file", default="", help="also write the demo keys to this file")
 
     def handle(self, *args: Any, **options: Any) -> None:
         ports = parse_ports(options["ports"])
@@ -54,15 +72,12 @@ class Command(BaseCommand):
             sandbox = venue.sandbox(host=options["host"], port=ports.get(venue.id, 0)).bind()
             self.sandboxes.append((venue, sandbox))
             self.stdout.write(self.style.SUCCESS(f"{venue.name} sandbox listening on {sandbox.url}"))
-        for venue, sandbox in self.sandboxes:
-            # Every credential the venue asks for beyond the two keys (a passphrase, the site).
-            extras = [f.name for f in venue.credential_fields if f.name not in ("access_key", "secret_key")]
-            header = ", ".join(["API Key", "Secret Key", *(e.capitalize() for e in extras), "what it is"])
-            self.stdout.write(f"\n{venue.name} demo keys ({header}):")
-            for api_key, secret, note in venue.demo_keys():
-                entry = sandbox.accounts.get(api_key, {})
-                more = "".join(f"  {entry.get(name, '')}" for name in extras)
-                self.stdout.write(f"  {api_key}  {secret}{more}  {note}")
+        table = demo_keys_table(self.sandboxes)
+        self.stdout.write(table)
+        if options["keys_file"]:
+            Path(options["keys_file"]).write_text(table.lstrip() + "\n")
+            note = f"\nThe demo keys above are also in {options['keys_file']}."
+            self.stdout.write(self.style.SUCCESS(note))
         self.stdout.write("\nPress Ctrl-C to stop.")
         self.stdout.flush()
         if threading.current_thread() is threading.main_thread():
