@@ -30,13 +30,15 @@ demo: migrate
 	$(BIN)/python bin/dev.py --demo
 
 # Debian packages the tests need: Chromium (browser tests), libfaketime (the clock fault test)
-# and PostgreSQL's binaries (the database-outage test runs its own throwaway cluster).
+# PostgreSQL's binaries (the database-outage test runs its own throwaway cluster) and libatomic1
+# (Playwright's bundled Node.js links it; a minimal Debian lacks it).
 # Installed with apt-get when running as root; otherwise one line says what to install.
 system-deps:
 	@missing=""; \
 	[ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$$missing chromium"; \
 	ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 ' || missing="$$missing libatomic1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
