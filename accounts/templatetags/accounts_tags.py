@@ -23,3 +23,9 @@ def unverified_email(user):
     if app_settings.ALLOW_UNVERIFIED_EMAIL or not getattr(user, "is_authenticated", False):
         return None
     return EmailAddress.objects.filter(user=user, verified=False).order_by("-primary", "email").first()
+
+
+@register.filter
+def current_first(sessions):
+    """allauth's sessions with this browser's own first."""
+    return sorted(sessions, key=lambda session: not session.is_current())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.templatetags.accounts_tags import device_name
+from accounts.templatetags.accounts_tags import current_first, device_name
 from accounts.user_agents import UNKNOWN, describe
 
 CHROME_LINUX = (
@@ -82,3 +82,15 @@ def test_an_absurdly_long_header_still_gives_a_short_name():
 
 def test_the_template_filter_uses_the_parser():
     assert device_name(CHROME_LINUX) == "Chrome 156 on Linux"
+
+
+def test_sessions_are_listed_with_this_browsers_own_first():
+    class Session:
+        def __init__(self, name, current):
+            self.name, self.current = name, current
+
+        def is_current(self):
+            return self.current
+
+    listed = current_first([Session("a", False), Session("b", True), Session("c", False)])
+    assert [s.name for s in listed] == ["b", "a", "c"]

@@ -246,7 +246,10 @@ def test_no_account_page_scrolls_sideways_on_a_phone(context_for, live_server, d
     # A second device with a long user agent, seen ten minutes ago.
     other = context_for(PHONE, user_agent=LONG_USER_AGENT)
     _log_in(other, live_server.url, email=LONG_EMAIL)
-    UserSession.objects.filter(user=user).update(last_seen_at=timezone.now() - timezone.timedelta(minutes=10))
+    UserSession.objects.filter(user=user).update(
+        created_at=timezone.now() - timezone.timedelta(hours=2),
+        last_seen_at=timezone.now() - timezone.timedelta(minutes=10),
+    )
 
     for scheme in ["light", "dark"]:
         page = context_for(PHONE, color_scheme=scheme)
@@ -280,8 +283,10 @@ def test_no_account_page_scrolls_sideways_on_a_phone(context_for, live_server, d
     expect(other_row).to_contain_text("127.0.0.1")
     expect(other_row).to_contain_text("10 minutes ago")
     assert "ExtraToken" not in page.locator("main").inner_text()  # the raw header stays out of sight
+    expect(rows.first).to_contain_text("This session")  # this browser's own comes first
     boxes = [rows.nth(i).bounding_box() for i in range(3)]
     assert boxes[0]["y"] + boxes[0]["height"] <= boxes[1]["y"] and boxes[0]["width"] <= 375
+    other_row.scroll_into_view_if_needed()
     screenshot(page, "28-sessions-mobile-dark")
 
     for path in ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]:
