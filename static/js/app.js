@@ -40,3 +40,33 @@
     }
   });
 })();
+
+// --- Menus (top bar): <details data-menu> works without JS; with it, Escape closes the open
+// menu and returns focus to its button, a click or focus outside closes it, and opening one
+// closes the others.
+(function () {
+  "use strict";
+  function openMenus() {
+    return Array.prototype.slice.call(document.querySelectorAll("details[data-menu][open]"));
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    openMenus().forEach(function (menu) {
+      var hadFocus = menu.contains(document.activeElement);
+      menu.open = false;
+      if (hadFocus) menu.querySelector("summary").focus();
+    });
+  });
+  function closeOutside(event) {
+    openMenus().forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.open = false;
+    });
+  }
+  document.addEventListener("click", closeOutside);
+  document.addEventListener("focusin", closeOutside);
+  document.addEventListener("toggle", function (event) {
+    var opened = event.target;
+    if (!(opened instanceof HTMLDetailsElement) || !opened.hasAttribute("data-menu") || !opened.open) return;
+    openMenus().forEach(function (menu) { if (menu !== opened) menu.open = false; });
+  }, true);
+})();

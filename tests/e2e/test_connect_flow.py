@@ -74,6 +74,7 @@ def test_a_trader_signs_up_connects_htx_and_sees_connected_with_the_balance(
     screenshot(page, "4-connected")
 
     nav = page.get_by_role("navigation", name="Main")
+    nav.locator("details[data-menu] > summary").click()  # the account menu
     nav.get_by_role("button", name="Log out").click()
     expect(nav.get_by_role("link", name="Log in")).to_be_visible()
     assert page.goto(live_server.url + "/exchanges/").url.startswith(live_server.url + "/accounts/login/")

@@ -842,7 +842,8 @@ def test_failed_logins_on_one_account_are_throttled(alice):
 
 def _errors(response) -> str:
     html = response.content.decode()
-    found = re.findall(r'<ul class="errorlist[^"]*"[^>]*>.*?</ul>', html, flags=re.S)
+    # Every error the form shows: the alert at its top and the ones beside fields.
+    found = re.findall(r'<div class="[^"]*"[^>]*role="alert"[^>]*>.*?</div>', html, flags=re.S)
     assert found, html[:3000]
     return "\n".join(found)
 
