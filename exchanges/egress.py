@@ -90,7 +90,8 @@ class Sighting:
 
     @property
     def seen_by(self) -> str:
-        return f"{self.venue_name} ({self.site_label})" if self.site_label else self.venue_name
+        # "OKX EEA (my.okx.com)": the site label carries its own parentheses.
+        return f"{self.venue_name} {self.site_label}" if self.site_label else self.venue_name
 
 
 @dataclass(frozen=True, slots=True)

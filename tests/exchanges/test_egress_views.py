@@ -94,7 +94,7 @@ def test_without_egress_ips_the_addresses_exchanges_saw_are_offered_with_who_saw
             in body
         )
         assert (
-            'seen by OKX (EEA (my.okx.com)) on <time datetime="2026-12-01T12:00:00+00:00">1 Dec 2026</time>'
+            'seen by OKX EEA (my.okx.com) on <time datetime="2026-12-01T12:00:00+00:00">1 Dec 2026</time>'
             in body
         )
         assert "seen by HTX on" in body
@@ -110,7 +110,7 @@ def test_when_what_an_exchange_saw_differs_from_egress_ips_the_dialog_and_guide_
     SeenAddress.objects.create(exchange="okx", site="global", ip="203.0.113.9", seen_at=DEC_1)
     okx = registry.get("okx")
     expected = (
-        "OKX (Global (www.okx.com)) saw 203.0.113.9 on 1 Dec 2026, which is not among EGRESS_IPS "
+        "OKX Global (www.okx.com) saw 203.0.113.9 on 1 Dec 2026, which is not among EGRESS_IPS "
         "(198.51.100.7): this server&#x27;s outgoing address may have changed."
     )
     for body in (_dialog(alice_client, okx), _guide(alice_client, okx)):
