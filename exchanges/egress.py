@@ -90,7 +90,7 @@ class Sighting:
 
     @property
     def seen_by(self) -> str:
-        # "OKX EEA (my.okx.com)": the site label carries its own parentheses.
+        # "<venue> <site label>": a site label carries its own parentheses.
         return f"{self.venue_name} {self.site_label}" if self.site_label else self.venue_name
 
 
