@@ -268,9 +268,14 @@ def explain(
     cause = text.cause.format(venue=name)
     # The address the venue saw is the truth of that moment; EGRESS_IPS may be out of date.
     note = mismatch_note(name, ip, settings.EGRESS_IPS)
+    fix = fix.format(venue=name, ip=ip)
+    ip_refusal = status == Status.IP_NOT_ALLOWED or error_kind == ErrorKind.IP_NOT_ALLOWED
+    if ip_refusal and not ip and settings.EGRESS_IPS:
+        # The venue named no address: say which ones "this dashboard's addresses" are.
+        fix = f"{fix} This server's addresses: {', '.join(settings.EGRESS_IPS)}."
     return Explanation(
         title=text.title.format(venue=name),
         cause=f"{cause} {note}" if note else cause,
-        fix=fix.format(venue=name, ip=ip),
+        fix=fix,
         tone=tone,
     )

@@ -238,3 +238,36 @@ def test_the_rules_are_those_of_each_venues_facts_file():
     assert lines["binance"].startswith("Without an IP restriction,")
     assert "deletes a key that can trade after 14 days without use;" in lines["okx"]
     assert "makes a key invalid after 90 days;" in lines["bybit"]
+
+
+# --- the failure explanation --------------------------------------------------------------------
+
+
+def test_an_ip_refusal_naming_no_address_lists_egress_ips_in_its_fix(settings):
+    from exchanges.explain import explain
+
+    settings.EGRESS_IPS = ["198.51.100.7", "2001:db8::7"]
+    bybit = registry.get("bybit")
+    detail = "10010: Unmatched IP, please check your API key's bound IP addresses."
+    text = explain("ip_not_allowed", "ip_not_allowed", detail, venue=bybit)
+    assert text.fix.endswith("This server's addresses: 198.51.100.7, 2001:db8::7.")
+    assert "EGRESS_IPS" not in text.cause  # the venue named nothing to disagree with
+    settings.EGRESS_IPS = []
+    assert (
+        "This server's addresses" not in explain("ip_not_allowed", "ip_not_allowed", detail, venue=bybit).fix
+    )
+
+
+def test_an_ip_refusal_naming_an_address_keeps_the_venues_fix_and_notes_a_disagreement(settings):
+    from exchanges.explain import explain
+
+    settings.EGRESS_IPS = ["198.51.100.7"]
+    htx = registry.get("htx")
+    detail = "api-signature-not-valid: Signature not valid: Incorrect IP address [IP地址错误]:203.0.113.9"
+    text = explain("ip_not_allowed", "ip_not_allowed", detail, venue=htx)
+    assert "add 203.0.113.9 (the address HTX saw our request come from)" in text.fix
+    assert "This server's addresses" not in text.fix
+    assert text.cause.endswith(
+        "HTX saw 203.0.113.9, which is not among EGRESS_IPS (198.51.100.7): this server's outgoing "
+        "address may have changed."
+    )
