@@ -13,9 +13,11 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from bitsgap_clone.venues import DEFAULT_VENUES
+from exchanges.egress import EgressIpsError, parse_egress_ips
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -248,8 +250,14 @@ REFRESH_NOW_MIN_SECONDS = env.int("REFRESH_NOW_MIN_SECONDS", default=30)
 # Balance history kept: every snapshot for a day, hourly for this many days, daily up to the last.
 SNAPSHOT_HOURLY_DAYS = env.int("SNAPSHOT_HOURLY_DAYS", default=7)
 SNAPSHOT_DAILY_DAYS = env.int("SNAPSHOT_DAILY_DAYS", default=365)
-# This dashboard's outgoing IP addresses, for users who bind their key to IPs (see the help page).
-EGRESS_IPS = env.list("EGRESS_IPS", default=[])
+# This server's outgoing IP addresses, comma-separated IPv4 and IPv6 (e.g. 198.51.100.7,2001:db8::7):
+# shown with a Copy button in every connect dialog and guide, so users can bind their keys to them
+# (exchanges expire, strip or delete keys that are not bound), and compared with the addresses
+# exchanges say they saw. Checked at startup: an entry that is not one address stops the server.
+try:
+    EGRESS_IPS = parse_egress_ips(env.str("EGRESS_IPS", default=""))
+except EgressIpsError as error:
+    raise ImproperlyConfigured(str(error)) from None
 # A connection left in Verifying longer than this (lost message, dead worker) is queued again.
 VERIFY_STALE_SECONDS = env.int("VERIFY_STALE_SECONDS", default=60)
 # A key HTX refused after it had worked (IP list, permissions) is looked at again this often,

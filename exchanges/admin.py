@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ExchangeConnection
+from .models import ExchangeConnection, SeenAddress
 
 
 @admin.register(ExchangeConnection)
@@ -35,3 +35,11 @@ class ExchangeConnectionAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     search_fields = ("label", "owner__email")
+
+
+@admin.register(SeenAddress)
+class SeenAddressAdmin(admin.ModelAdmin):
+    # What exchanges said they saw: delete a stale one here after changing EGRESS_IPS.
+    list_display = ("exchange", "site", "ip", "seen_at", "first_seen_at")
+    list_filter = ("exchange",)
+    readonly_fields = ("exchange", "site", "ip", "seen_at", "first_seen_at")

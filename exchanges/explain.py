@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from .egress import mismatch_note
 from .models import Status
 from .venues.kit.errors import ErrorKind
 from .venues.kit.venue import Text, Venue
@@ -262,9 +265,17 @@ def explain(
     text = next((own[key] for key in keys if key in own), text)
     ip = caller_ip(error_kind, detail)
     fix = text.fix_with_ip if ip and text.fix_with_ip else text.fix
+    cause = text.cause.format(venue=name)
+    # The address the venue saw is the truth of that moment; EGRESS_IPS may be out of date.
+    note = mismatch_note(name, ip, settings.EGRESS_IPS)
+    fix = fix.format(venue=name, ip=ip)
+    ip_refusal = status == Status.IP_NOT_ALLOWED or error_kind == ErrorKind.IP_NOT_ALLOWED
+    if ip_refusal and not ip and settings.EGRESS_IPS:
+        # The venue named no address: say which ones "this dashboard's addresses" are.
+        fix = f"{fix} This server's addresses: {', '.join(settings.EGRESS_IPS)}."
     return Explanation(
         title=text.title.format(venue=name),
-        cause=text.cause.format(venue=name),
-        fix=fix.format(venue=name, ip=ip),
+        cause=f"{cause} {note}" if note else cause,
+        fix=fix,
         tone=tone,
     )

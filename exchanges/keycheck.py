@@ -124,6 +124,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
         release(connection)
         return None
     except VenueError as error:
+        recording.remember_seen_address(connection, error)
         if not error.permanent:
             # The venue unreachable or busy: keep the new key and try again (the sweeper
             # re-queues it).

@@ -274,3 +274,28 @@ class ConnectionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.status}: {self.message}"
+
+
+class SeenAddress(models.Model):
+    """An address an exchange said it saw our requests come from (its refusal of a key bound to
+    other IPs names the caller's address), per venue and site, with when it was last said.
+
+    Kept in the database rather than Redis: pages show it as a fact ("seen by … on 1 Dec"), pages
+    render from the database, and it must survive a Redis restart. It is written only when a
+    refusal names an address, one row per venue, site and address, so the table stays tiny."""
+
+    exchange = models.CharField(max_length=32)
+    site = models.CharField(max_length=32, blank=True)
+    ip = models.GenericIPAddressField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "site", "ip"], name="one_seen_address_per_venue_site")
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.exchange}/{self.site}" if self.site else self.exchange
+        return f"{where} saw {self.ip} at {self.seen_at:%Y-%m-%d %H:%M}"

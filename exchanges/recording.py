@@ -15,12 +15,15 @@ from accounts.models import SecurityEvent
 from accounts.services import security_log
 
 from .claims import next_check, still_ours
+from .egress import normalise
+from .explain import caller_ip
 from .models import (
     PENDING_KEY_FIELDS,
     BalanceLine,
     BalanceSnapshot,
     ConnectionEvent,
     ExchangeConnection,
+    SeenAddress,
     Status,
 )
 from .venues.kit.errors import ErrorKind, VenueError
@@ -202,8 +205,22 @@ def record_key(
     return status
 
 
+def remember_seen_address(connection: ExchangeConnection, error: VenueError) -> None:
+    """Keep the address the venue saw our request come from, when its refusal names it: the
+    dialogs and guides show it, and compare it with EGRESS_IPS."""
+    named = getattr(error, "ip", None) or caller_ip(error.kind, error.detail)
+    try:
+        ip = normalise(named or "")
+    except ValueError:
+        return
+    SeenAddress.objects.update_or_create(
+        exchange=connection.exchange, site=connection.site, ip=ip, defaults={"seen_at": timezone.now()}
+    )
+
+
 def record_failure(connection: ExchangeConnection, error: VenueError) -> str | None:
     logger.info("%s check of connection %s failed: %s", connection.venue.name, connection.pk, error)
+    remember_seen_address(connection, error)
     with transaction.atomic():
         if not still_ours(connection):
             return None

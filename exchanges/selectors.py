@@ -13,7 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from . import registry
-from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
+from .egress import ServerAddresses, Sighting, parse_egress_ips
+from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, SeenAddress, Status
 
 # Decrypting is for the venue clients only: pages never load key material.
 _KEY_FIELDS = (
@@ -226,3 +227,45 @@ def timeline_for(connection: ExchangeConnection, *, page: int | str | None, per_
         )
     )
     return Paginator(events.union(refreshes, all=True).order_by("-at"), per_page).get_page(page)
+
+
+# What a dialog or guide lists of what exchanges saw (the newest first).
+SEEN_SHOWN = 5
+
+
+def seen_addresses() -> list[Sighting]:
+    """Every address an exchange said it saw our requests come from, newest first (one query;
+    the table holds one row per venue, site and address)."""
+    rows = SeenAddress.objects.order_by("-seen_at", "-id")[:50]
+    return [
+        Sighting(
+            row.exchange,
+            registry.name_of(row.exchange),
+            _site_label(row.exchange, row.site),
+            row.ip,
+            row.seen_at,
+        )
+        for row in rows
+    ]
+
+
+def _site_label(venue_id: str, site: str) -> str:
+    if not site:
+        return ""
+    for spec in registry.get_or_retired(venue_id).credential_fields:
+        if spec.name == "site":
+            return dict(spec.choices).get(site, site)
+    return site
+
+
+def server_addresses(venue_id: str, seen: list[Sighting] | None = None) -> ServerAddresses:
+    """This server's outgoing addresses for one venue's dialog, guide or key facts: EGRESS_IPS,
+    and what exchanges saw (this venue's first). ``seen``: from ``seen_addresses`` when the
+    caller already has them (a page with many rows asks once)."""
+    seen = seen_addresses() if seen is None else seen
+    ordered = sorted(seen, key=lambda s: s.venue_id != venue_id)  # stable: newest first within
+    return ServerAddresses(
+        venue_id=venue_id,
+        configured=parse_egress_ips(settings.EGRESS_IPS),
+        seen=tuple(ordered[:SEEN_SHOWN]),
+    )

@@ -322,7 +322,10 @@ def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def help_api_key(request: HttpRequest, venue_id: str) -> HttpResponse:
     venue = registry.get_or_404(venue_id)
-    return render(request, venue.help_template, {"venue": venue, "egress_ips": settings.EGRESS_IPS})
+    server = selectors.server_addresses(venue.id)
+    # egress_ips: the addresses to bind a key to, configured or seen by exchanges.
+    context = {"venue": venue, "egress_ips": server.addresses, "server_ips": server}
+    return render(request, venue.help_template, context)
 
 
 @login_required

@@ -5,14 +5,18 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django import template
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template.defaultfilters import floatformat
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from exchanges import selectors
+from exchanges.egress import BindingCheck, ServerAddresses, Sighting, binding_check, mismatch_note
 from exchanges.explain import EXPIRY_WARNING_DAYS, Explanation, explain
 from exchanges.models import ExchangeConnection, Status
 
@@ -164,3 +168,54 @@ def price(value: Decimal | None) -> str:
 @register.filter
 def status_label(status: str) -> str:
     return Status(status).label if status in Status.values else status
+
+
+def _seen(context) -> list:
+    """What exchanges saw, read once per request however many rows or forms ask."""
+    request = context.get("request")
+    cached = getattr(request, "_seen_addresses", None)
+    if cached is None:
+        cached = selectors.seen_addresses()
+        if request is not None:
+            request._seen_addresses = cached
+    return cached
+
+
+@register.simple_tag(takes_context=True)
+def server_addresses(context, venue) -> ServerAddresses:
+    """This server's outgoing addresses for a venue's dialog or guide (exchanges.egress)."""
+    return selectors.server_addresses(venue.id, _seen(context))
+
+
+@register.simple_tag(takes_context=True)
+def ip_binding(context, connection: ExchangeConnection) -> BindingCheck | None:
+    """Whether the key's IP list includes this server's addresses: EGRESS_IPS, or else the ones
+    this venue saw (another venue's sighting is not this venue's fact)."""
+    bound = split_commas(connection.ip_addresses)
+    if not bound:
+        return None
+    venue = connection.venue
+    server = selectors.server_addresses(venue.id, [] if settings.EGRESS_IPS else _seen(context))
+    own = ServerAddresses(
+        server.venue_id, server.configured, tuple(s for s in server.seen if s.venue_id == venue.id)
+    )
+    working = connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED)
+    return binding_check(bound, own, venue_name=venue.name, working=working)
+
+
+@register.filter
+def copy_text(server: ServerAddresses, separator: str = " ") -> str:
+    return server.copy_text(separator)
+
+
+@register.filter
+def why_bind(venue) -> str:
+    """The venue's own rule for keys without an IP binding, in one line."""
+    rule = venue.unbound_key_rule
+    return rule.line(venue.name) if rule else ""
+
+
+@register.filter
+def mismatch(sighting: Sighting, server: ServerAddresses) -> str:
+    when = date_format(timezone.localtime(sighting.seen_at), "j M Y")
+    return mismatch_note(sighting.seen_by, sighting.ip, server.configured, when)

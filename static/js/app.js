@@ -70,3 +70,43 @@
     openMenus().forEach(function (menu) { if (menu !== opened) menu.open = false; });
   }, true);
 })();
+
+// Copy buttons ([data-copy] names the element whose text is copied). The button is hidden in
+// the HTML, so without JS only the selectable text shows. Without the Clipboard API (an insecure
+// origin, a refused permission) the text is selected for the user to copy with the keyboard.
+(function () {
+  "use strict";
+  function reveal(root) {
+    root.querySelectorAll("button[data-copy][hidden]").forEach(function (b) { b.hidden = false; });
+  }
+  function say(button, text, manual) {
+    var status = button.parentNode.querySelector(".copy-status");
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("copy-manual", !!manual);
+  }
+  function selectText(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+  document.addEventListener("DOMContentLoaded", function () { reveal(document); });
+  document.addEventListener("htmx:load", function (event) { reveal(event.detail.elt); });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    var text = source.textContent.trim();
+    function fallback() {
+      selectText(source);
+      say(button, "Selected: press Ctrl+C (⌘C on a Mac) to copy.", true);
+    }
+    if (!navigator.clipboard || !window.isSecureContext) { fallback(); return; }
+    navigator.clipboard.writeText(text).then(function () {
+      say(button, "Copied.", false);
+    }, fallback);
+  });
+})();

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.types import Credentials
-from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
+from exchanges.venues.kit.venue import CredentialField, Limit, Text, UnboundKeyRule, Venue
 
 from . import limits
 from .client import DEFAULT_BASE_URL, BinanceClient, redact
@@ -53,6 +53,8 @@ class BinanceVenue(Venue):
         "working), and may delete them when unused for 30 days."
     )
     not_described_note = "Binance did not describe this key."
+    # binance-api.md §5: without trusted IPs "Enable Spot & Margin Trading" is unticked after 30 days.
+    unbound_key_rule = UnboundKeyRule(30, "removes the trading permission from a key", term="IP restriction")
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.KEY_IP_OR_PERMISSION: Text(

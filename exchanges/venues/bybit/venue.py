@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.types import Credentials
-from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
+from exchanges.venues.kit.venue import CredentialField, Limit, Text, UnboundKeyRule, Venue
 
 from . import limits
 from .client import DEFAULT_BASE_URL, BybitClient, redact_headers
@@ -65,6 +65,8 @@ class BybitVenue(Venue):
         "password is changed; binding the key to IP addresses makes it permanent."
     )
     not_described_note = "Bybit did not describe this key."
+    # bybit-api.md §6: "No ip bound api key will be invalid after 90 days".
+    unbound_key_rule = UnboundKeyRule(90, "makes a key invalid")
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.INVALID_ACCESS_KEY: Text(

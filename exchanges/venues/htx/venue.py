@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.types import Credentials
-from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
+from exchanges.venues.kit.venue import CredentialField, Limit, Text, UnboundKeyRule, Venue
 
 from . import limits
 from .adapter import HtxVenueClient
@@ -42,6 +42,9 @@ class HtxVenue(Venue):
         "A key without an IP binding expires after 90 days on HTX.",
     )
     no_ip_binding_note = "HTX deactivates such keys after 90 days."
+    # htx-api.md §7: "a key without IP binding expires after 90 days"; with one it never expires.
+    unbound_key_rule = UnboundKeyRule(90, "deactivates a key")
+    ip_list_separator = ","  # "comma-separated, e.g. 202.106.196.115,202.106.96.0/24" (§7)
     not_described_note = (
         "HTX does not describe sub-user keys, so permissions, IP binding and expiry could not be "
         "checked. We checked that the key can read your balances; sub-user keys can never withdraw."

@@ -54,6 +54,26 @@ class Limit:
     weight: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class UnboundKeyRule:
+    """What the venue does to a key that is not bound to IP addresses, as data: the dialogs and
+    guides say it in one line, next to this server's addresses (why binding a key is worth it)."""
+
+    days: int
+    # What happens, as a verb phrase about "a key": "deactivates a key", "deletes a key that can
+    # trade", "removes the trading permission from a key".
+    outcome: str
+    idle: bool = False  # the days count from the key's last signed call, not from its creation
+    term: str = "IP binding"  # the venue's word for it ("IP restriction")
+
+    def line(self, venue_name: str) -> str:
+        unused = " without use" if self.idle else ""
+        return (
+            f"Without an {self.term}, {venue_name} {self.outcome} after {self.days} days{unused}; "
+            "a key bound to this server's addresses is exempt."
+        )
+
+
 class VenueClient(Protocol):
     """A signed client for one key. Raises the venue's ``VenueError`` subclass on failure."""
 
@@ -102,6 +122,10 @@ class Venue:
     # "What <venue> told us about this key": what a key without IP binding risks on this venue,
     # and what it means when the venue would not describe a key (KeyFacts.known False).
     no_ip_binding_note: ClassVar[str] = ""
+    # The venue's rule for keys without an IP binding (None: it has none).
+    unbound_key_rule: ClassVar[UnboundKeyRule | None] = None
+    # How the venue's key page wants several IP addresses written (what Copy puts on the clipboard).
+    ip_list_separator: ClassVar[str] = " "
     not_described_note: ClassVar[str] = ""
     # Venue-specific texts by error kind or status value; the rest are the product's own.
     texts: ClassVar[Mapping[str, Text]] = {}

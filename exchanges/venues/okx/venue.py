@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from exchanges.venues.kit.errors import ErrorKind
 from exchanges.venues.kit.types import Credentials
-from exchanges.venues.kit.venue import CredentialField, Limit, Text, Venue
+from exchanges.venues.kit.venue import CredentialField, Limit, Text, UnboundKeyRule, Venue
 
 from . import limits
 from .client import OkxClient, redact_headers
@@ -72,6 +72,8 @@ class OkxVenue(Venue):
         "connection left paused for 14 days loses its key."
     )
     not_described_note = "OKX did not describe this key."
+    # okx-api.md §6: keys with trade and no IP binding "expire after 14 days of inactivity".
+    unbound_key_rule = UnboundKeyRule(14, "deletes a key that can trade", idle=True)
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.INVALID_ACCESS_KEY: Text(
