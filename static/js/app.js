@@ -11,7 +11,55 @@
       document.querySelectorAll("dialog.modal").forEach(function (d) { if (d !== el) d.remove(); });
       el.addEventListener("close", function () { el.remove(); });
       el.showModal();
+      focusFirst(el);
     }
+  });
+  // --- Exchange pages: focus, messages (issue 13) ---
+  // A dialog opens, or a step inside it replaces its content: focus the field to fill (one
+  // with an error first, then [autofocus], then the first input), else the first button, else
+  // the first control, so focus never falls to <body>.
+  function focusFirst(dialog) {
+    var pick = dialog.querySelector(".has-error input, .has-error select") ||
+      dialog.querySelector("[autofocus]") ||
+      dialog.querySelector("input:not([type=hidden]):not([disabled]), select:not([disabled]), textarea:not([disabled])") ||
+      dialog.querySelector("#modal-body button:not([disabled])") ||
+      dialog.querySelector("#modal-body a[href]:not([data-close-modal])") ||
+      dialog.querySelector("#modal-body [data-close-modal]");
+    if (pick) pick.focus();
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "modal-body") {
+      var dialog = target.closest("dialog.modal");
+      // The swap removed the focused control (focus fell to <body>): give it to the new step.
+      if (dialog && dialog.open && !dialog.contains(document.activeElement)) focusFirst(dialog);
+    }
+  });
+  // The server's "showMessage" event (HX-Trigger): say it at once in a status region that is on
+  // the page from the start (so screen readers announce it), never on the next page.
+  function liveRegion() {
+    var region = document.getElementById("live-messages");
+    if (!region) {
+      region = document.createElement("ul");
+      region.id = "live-messages";
+      region.className = "messages live-messages";
+      region.setAttribute("role", "status");
+      region.setAttribute("aria-live", "polite");
+      var main = document.querySelector("main") || document.body;
+      main.insertBefore(region, main.firstChild);
+    }
+    return region;
+  }
+  document.addEventListener("DOMContentLoaded", liveRegion);
+  document.addEventListener("showMessage", function (event) {
+    var text = event.detail && event.detail.text;
+    if (!text) return;
+    var region = liveRegion();
+    var item = document.createElement("li");
+    item.className = "message success";
+    item.setAttribute("data-testid", "live-message");
+    item.textContent = text;
+    region.replaceChildren(item);
   });
   document.addEventListener("closeModal", closeAll);
   // Keep Tab inside the open dialog: from the last control back to the first, and back.
