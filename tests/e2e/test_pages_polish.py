@@ -347,7 +347,7 @@ def test_btc_valuation_applies_to_allocation_details_and_chart(page, live_server
 
 # --- 9. Focus in dialogs ------------------------------------------------------------------------
 
-_FOCUS = "() => { const e = document.activeElement; return e ? (e.id || e.textContent.trim() || e.tagName) : null }"
+_FOCUS = "() => document.activeElement && document.activeElement.textContent.trim()"
 
 
 def test_focus_lands_on_the_first_field_of_every_dialog(page, live_server):
