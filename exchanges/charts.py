@@ -231,7 +231,13 @@ def history_line(
     ends = [(t0, "start"), (t1, "end")] if seconds else [(t0, "middle")]
     body += [_text("tick", x(t), height - 6, stamp(t), anchor) for t, anchor in ends]
     coords = [f"{x(t)},{y(v)}" for t, v in pts]
-    when = (lambda t: f"{_day(t)} {t.year} {t:%H:%M}") if same_day else (lambda t: f"{_day(t)} {t.year}")
+
+    def when(t: datetime) -> str:
+        # As the pages write a moment ("1 Dec 2026, 23:41 UTC"), the zone said when it is known.
+        if not same_day:
+            return f"{_day(t)} {t.year}"
+        return f"{_day(t)} {t.year}, {t:%H:%M}" + (f" {t.tzname()}" if t.tzname() else "")
+
     if len(pts) == 1:
         body.append(_el("circle", class_="dot", cx=x(t0), cy=y(v0), r=4, fill="currentColor"))
         body.append(_text("tick", x(t0), _n(float(y(v0)) - 10), _fmt_value(v0, unit)))
