@@ -254,3 +254,17 @@ def test_a_polled_row_keeps_its_share_of_the_portfolio(alice_client, alice):
     _connection(alice, usdt="100")
     row = alice_client.get(reverse("exchanges:connection-row", args=[a.pk]), **HTMX).content.decode()
     assert "75.0% of portfolio" in row
+
+
+def test_dismissing_a_refused_replacement_needs_login_and_a_csrf_token(client, alice):
+    from django.test import Client
+
+    c = _connection(alice)
+    ExchangeConnection.objects.filter(pk=c.pk).update(replacement_error="Refused.")
+    url = reverse("exchanges:connection-replacement-dismiss", args=[c.pk])
+    response = client.post(url)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("account_login"))
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    assert strict.post(url).status_code == 403
+    assert ExchangeConnection.objects.get(pk=c.pk).replacement_error == "Refused."
