@@ -35,6 +35,22 @@
       if (dialog && dialog.open && !dialog.contains(document.activeElement)) focusFirst(dialog);
     }
   });
+  // A row or the list swapped in place (Refresh, a poll, dismissing a notice, the list reloading)
+  // takes the focused control with it: put focus back on that row's first action (or its
+  // "Refreshing" status) instead of <body>.
+  var rowWithFocus = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target, active = document.activeElement;
+    var row = active && active.closest && active.closest("li.connection");
+    rowWithFocus = row && target && target.contains(row) ? row.id : null;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!rowWithFocus || (document.activeElement && document.activeElement !== document.body)) return;
+    var row = document.getElementById(rowWithFocus);
+    var pick = row && row.querySelector(".row-actions button, .row-actions [tabindex='-1'], .row-actions a[href]");
+    rowWithFocus = null;
+    if (pick) pick.focus();
+  });
   // The server's "showMessage" event (HX-Trigger): say it at once in a status region that is on
   // the page from the start (so screen readers announce it), never on the next page.
   function liveRegion() {

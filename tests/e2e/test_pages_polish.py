@@ -236,6 +236,8 @@ def test_a_refused_replacement_alert_can_be_dismissed_and_stays_away(
             screenshot(page, "37-replacement-refused-dismissible")
         alert.get_by_role("button", name="Dismiss this notice").click()
         expect(_row(page).get_by_test_id("replacement-refused")).to_have_count(0)
+        if javascript:  # focus stays in the row, on its first action
+            expect(_row(page).get_by_role("button", name="Refresh")).to_be_focused()
         expect(_row(page).get_by_test_id("status")).to_contain_text("Connected")
         page.reload()
         expect(_row(page)).to_be_visible()
@@ -402,10 +404,13 @@ def test_a_row_keeps_its_height_while_refreshing(size, browser, live_server, scr
         row = _row(page)
         before = row.bounding_box()
         # No worker runs: the check stays queued, so the row stays "refreshing" to be measured.
-        row.get_by_role("button", name="Refresh").click()
+        row.get_by_role("button", name="Refresh").focus()
+        page.keyboard.press("Enter")
         expect(row.get_by_test_id("refreshing")).to_contain_text("Refreshing")
         during = row.bounding_box()
         assert during["height"] == before["height"], (before, during)
+        # The swapped row keeps the keyboard focus (on its "Refreshing" status), not <body>.
+        expect(row.get_by_test_id("refreshing")).to_be_focused()
         if size == "desktop":
             screenshot(page, "39-refreshing-row")
     finally:
