@@ -171,10 +171,15 @@ def _fmt(value: Decimal, decimals: int) -> str:
     return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
 
-def _fmt_value(value: Decimal) -> str:
-    """Two decimals, or two significant digits below 1: "12,345.67", "0.52", "0.0012"."""
+def _fmt_value(value: Decimal, unit: str = "") -> str:
+    """Two decimals, or two significant digits below 1: "12,345.67", "0.52", "0.0012"; in
+    BTC eight decimals (a satoshi). A unit, when given, is named after the number."""
     size = abs(value)
-    return _fmt(value, 2 if size >= 1 or not size else min(8, 1 - size.adjusted()))
+    if unit == "BTC":
+        text = _fmt(value, 8)
+    else:
+        text = _fmt(value, 2 if size >= 1 or not size else min(8, 1 - size.adjusted()))
+    return f"{text} {unit}" if unit else text
 
 
 def _day(dt: datetime) -> str:
@@ -188,8 +193,10 @@ def history_line(
     height: int = 180,
     title: str = "Total value over time",
     id_prefix: str = "history",
+    unit: str = "",
 ) -> SafeString:
-    """Value over time; datetimes are labelled as given, so localise them first."""
+    """Value over time; datetimes are labelled as given, so localise them first. `unit` ("USDT",
+    "BTC") is named in the description and sets the precision of its values."""
     box = {"width": "100%", "viewBox": f"0 0 {width} {height}", "preserveAspectRatio": "xMidYMid meet"}
     pts = [(t, v if isinstance(v, Decimal) else Decimal(str(v))) for t, v in points]
     pts = sorted(((t, v) for t, v in pts if v.is_finite()), key=lambda p: p[0])
@@ -224,14 +231,23 @@ def history_line(
     ends = [(t0, "start"), (t1, "end")] if seconds else [(t0, "middle")]
     body += [_text("tick", x(t), height - 6, stamp(t), anchor) for t, anchor in ends]
     coords = [f"{x(t)},{y(v)}" for t, v in pts]
-    when = (lambda t: f"{_day(t)} {t.year} {t:%H:%M}") if same_day else (lambda t: f"{_day(t)} {t.year}")
+
+    def when(t: datetime) -> str:
+        # As the pages write a moment ("1 Dec 2026, 23:41 UTC"), the zone said when it is known.
+        if not same_day:
+            return f"{_day(t)} {t.year}"
+        return f"{_day(t)} {t.year}, {t:%H:%M}" + (f" {t.tzname()}" if t.tzname() else "")
+
     if len(pts) == 1:
         body.append(_el("circle", class_="dot", cx=x(t0), cy=y(v0), r=4, fill="currentColor"))
-        body.append(_text("tick", x(t0), _n(float(y(v0)) - 10), _fmt_value(v0)))
-        return _svg("chart-history", id_prefix, title, f"On {when(t0)}: {_fmt_value(v0)}", body, **box)
+        body.append(_text("tick", x(t0), _n(float(y(v0)) - 10), _fmt_value(v0, unit)))
+        return _svg("chart-history", id_prefix, title, f"On {when(t0)}: {_fmt_value(v0, unit)}", body, **box)
     area = f"M{x(t0)},{bottom}L{'L'.join(coords)}L{x(t1)},{bottom}Z"
     body += [_el("path", d=area, **_AREA), _el("polyline", points=" ".join(coords), **_LINE)]
     change = ((v1 - v0) / abs(v0) * 100).quantize(Decimal("0.1")) if v0 else None
     change_text = "n/a" if change is None else f"{change if change else abs(change):+}%"
-    desc = f"From {when(t0)} to {when(t1)}: {_fmt_value(v0)} → {_fmt_value(v1)} (change {change_text})"
+    desc = (
+        f"From {when(t0)} to {when(t1)}: {_fmt_value(v0, unit)} → {_fmt_value(v1, unit)} "
+        f"(change {change_text})"
+    )
     return _svg("chart-history", id_prefix, title, desc, body, **box)

@@ -115,7 +115,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             facts = inspect_key(venue, client, Prior(described=True))
             status, kind = status_from_facts(facts)
             if status != Status.CONNECTED:
-                return recording.refuse_replacement(connection, explain(status, kind, venue=venue).title)
+                return recording.refuse_replacement(connection, _refusal(explain(status, kind, venue=venue)))
             if not connection.account_uid or facts.account_uid != connection.account_uid:
                 reason = _other_account(venue, connection.account_uid, facts.account_uid)
                 return recording.refuse_replacement(connection, reason)
@@ -130,8 +130,8 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             # re-queues it).
             release(connection)
             return connection.status
-        title = explain("", error.kind, venue=venue).title
-        return recording.refuse_replacement(connection, f"{title} ({error.detail})")
+        said = explain("", error.kind, venue=venue)
+        return recording.refuse_replacement(connection, _refusal(said, error.detail))
     new_key = connection.pending_access_key
     old_masked = connection.masked_access_key
     try:
@@ -166,6 +166,12 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
         message=f"Key replaced by {connection.masked_access_key}",
     )
     return recording.record_key(connection, facts, status, kind, balances)
+
+
+def _refusal(said, detail: str = "") -> str:
+    """Why a replacement key was refused and what to do, as a new key's refusal says it."""
+    title = f"{said.title} ({detail})" if detail else said.title
+    return f"{title}. {said.cause} What to do: {said.fix}" if said.fix else f"{title}. {said.cause}"
 
 
 def _other_account(venue: Venue, current: str | None, new: str | None) -> str:

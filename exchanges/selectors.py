@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -62,64 +62,131 @@ def connections_submitted_since(user, *, seconds: float) -> int:
 # --- My Exchanges and the detail page ---------------------------------------------------------
 
 # Statuses whose (last good) balance counts: a key whose trading right expired still reads.
+# Any other status (a key refused, expired or destroyed) leaves only a last known balance,
+# shown as such and kept out of the portfolio.
 WORKING = (Status.CONNECTED, Status.TRADING_EXPIRED, Status.TEMPORARY)
+
+
+def balance_counts(connection: ExchangeConnection) -> bool:
+    """The connection's balance is live: it counts in the portfolio."""
+    return connection.status in WORKING and connection.total_usdt is not None
+
+
+def last_known_only(connection: ExchangeConnection) -> bool:
+    """A balance was read once, but the key no longer works (refused, expired or destroyed)."""
+    return connection.total_usdt is not None and not balance_counts(connection)
+
+
+def with_share(connection: ExchangeConnection) -> ExchangeConnection:
+    """The connection with its share of its owner's live portfolio (as portfolio_for_user sets
+    it), for a row rendered alone: the row keeps its "% of portfolio" line while it polls."""
+    connection.share = None
+    if balance_counts(connection):
+        live = ExchangeConnection.objects.for_owner(connection.owner_id).filter(
+            status__in=WORKING, total_usdt__isnull=False
+        )
+        # Summed in Python: amounts are stored as exact text (ExactDecimalField).
+        total = sum(live.values_list("total_usdt", flat=True), Decimal(0))
+        if total:
+            connection.share = connection.total_usdt / total * 100
+    return connection
 
 
 @dataclass(frozen=True, slots=True)
 class Portfolio:
     connections: list[ExchangeConnection]
+    # Of the live connections only (balance_counts); None when no connection has a balance.
     total_usdt: Decimal | None
     total_btc: Decimal | None
     change_24h: Decimal | None  # USDT, against the snapshots of 24 hours ago
     change_24h_pct: Decimal | None
     allocation: list[tuple[str, Decimal]]  # (asset, USDT value) across working connections
     by_exchange: list[tuple[str, Decimal]]  # (exchange, USDT value) of working connections
+    # Connections with a last known balance that is not in the totals (their key no longer works).
+    not_counted: list[ExchangeConnection] = field(default_factory=list)
+    change_24h_btc: Decimal | None = None
+    # The same in BTC at each venue's own BTC price; None when a BTC price is missing somewhere.
+    allocation_btc: list[tuple[str, Decimal]] | None = None
+    by_exchange_btc: list[tuple[str, Decimal]] | None = None
+
+
+def _by_value(values: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
+    return sorted(values.items(), key=lambda item: -item[1])
+
+
+def _change(compared: list[ExchangeConnection], now_field: str, then_field: str):
+    then = sum((Decimal(getattr(c, then_field)) for c in compared), Decimal(0))
+    change = sum((getattr(c, now_field) for c in compared), Decimal(0)) - then
+    return change, (change / then * 100 if then else None)
 
 
 def portfolio_for_user(user) -> Portfolio:
     """Everything My Exchanges shows, in three queries whatever the number of connections."""
     day_ago = timezone.now() - timedelta(hours=24)
-    before = (
-        BalanceSnapshot.objects.filter(connection=OuterRef("pk"), taken_at__lte=day_ago)
-        .order_by("-taken_at")
-        .values("total_usdt")[:1]
+    before = BalanceSnapshot.objects.filter(connection=OuterRef("pk"), taken_at__lte=day_ago).order_by(
+        "-taken_at"
     )
     connections = list(
         ExchangeConnection.objects.for_owner(user)
         .defer(*_KEY_FIELDS)
-        .annotate(total_usdt_24h_ago=Subquery(before))
+        .annotate(
+            total_usdt_24h_ago=Subquery(before.values("total_usdt")[:1]),
+            total_btc_24h_ago=Subquery(before.values("total_btc")[:1]),
+        )
         .order_by("created_at", "id")
     )
-    working = [c for c in connections if c.status in WORKING and c.total_usdt is not None]
-    total = sum((c.total_usdt for c in working), Decimal(0)) if working else None
+    working = [c for c in connections if balance_counts(c)]
+    not_counted = [c for c in connections if last_known_only(c)]
+    # The live total stays shown (zero if none is live) while last known balances exist.
+    total = sum((c.total_usdt for c in working), Decimal(0)) if working or not_counted else None
     btc = [c.total_btc for c in working if c.total_btc is not None]
     compared = [c for c in working if c.total_usdt_24h_ago is not None]
-    change = pct = None
+    change = pct = change_btc = None
     if compared:
-        then = sum((Decimal(c.total_usdt_24h_ago) for c in compared), Decimal(0))
-        change = sum((c.total_usdt for c in compared), Decimal(0)) - then
-        pct = change / then * 100 if then else None
+        change, pct = _change(compared, "total_usdt", "total_usdt_24h_ago")
+        both = [c for c in compared if c.total_btc is not None and c.total_btc_24h_ago is not None]
+        if len(both) == len(compared):
+            change_btc, _ = _change(both, "total_btc", "total_btc_24h_ago")
     counted = {id(c) for c in working}  # by identity: `c in working` compares models, O(n²)
     for c in connections:
         c.share = c.total_usdt / total * 100 if total and id(c) in counted else None
     allocation: dict[str, Decimal] = {}
+    allocation_btc: dict[str, Decimal] | None = {}
     latest = ExchangeConnection.objects.for_owner(user).filter(status__in=WORKING).values("latest_snapshot")
     rows = BalanceLine.objects.filter(snapshot_id__in=Subquery(latest), value_usdt__isnull=False)
-    for currency, value in rows.values_list("currency", "value_usdt"):
+    for currency, value, snapshot_usdt, snapshot_btc in rows.values_list(
+        "currency", "value_usdt", "snapshot__total_usdt", "snapshot__total_btc"
+    ):
         asset = currency.upper()
         allocation[asset] = allocation.get(asset, Decimal(0)) + value
+        if allocation_btc is not None:
+            if snapshot_btc is None or not snapshot_usdt:
+                allocation_btc = None  # no BTC price on that venue: the chart stays in USDT
+            else:
+                allocation_btc[asset] = allocation_btc.get(asset, Decimal(0)) + (
+                    value * snapshot_btc / snapshot_usdt
+                )
     exchanges: dict[str, Decimal] = {}
+    exchanges_btc: dict[str, Decimal] | None = {}
     for c in working:
         name = registry.name_of(c.exchange)
         exchanges[name] = exchanges.get(name, Decimal(0)) + c.total_usdt
+        if exchanges_btc is not None and c.total_btc is None:
+            exchanges_btc = None
+        elif exchanges_btc is not None:
+            exchanges_btc[name] = exchanges_btc.get(name, Decimal(0)) + c.total_btc
     return Portfolio(
         connections=connections,
         total_usdt=total,
-        total_btc=sum(btc, Decimal(0)) if btc else None,
+        total_btc=sum(btc, Decimal(0)) if btc or (total is not None and not working) else None,
         change_24h=change,
         change_24h_pct=pct,
-        allocation=sorted(allocation.items(), key=lambda item: -item[1]),
-        by_exchange=sorted(exchanges.items(), key=lambda item: -item[1]),
+        allocation=_by_value(allocation),
+        by_exchange=_by_value(exchanges),
+        not_counted=not_counted,
+        change_24h_btc=change_btc,
+        allocation_btc=None if allocation_btc is None else _by_value(allocation_btc),
+        by_exchange_btc=None if exchanges_btc is None else _by_value(exchanges_btc),
     )
 
 
@@ -135,6 +202,7 @@ class HoldingRow:
     value_usdt: Decimal | None
     value_btc: Decimal | None
     share: Decimal | None  # % of this connection's value
+    price_btc: Decimal | None = None
 
 
 SMALL_BALANCE_USDT = Decimal(1)
@@ -181,6 +249,9 @@ def holdings_for(connection: ExchangeConnection, *, sort: str = "value", descend
             if line.value_usdt is not None and btc_per_usdt
             else None,
             share=line.value_usdt / total * 100 if line.value_usdt is not None and total else None,
+            price_btc=line.price_usdt * btc_per_usdt
+            if line.price_usdt is not None and btc_per_usdt
+            else None,
         )
         for line in snapshot.lines.all()
     ]
@@ -195,24 +266,36 @@ def holdings_for(connection: ExchangeConnection, *, sort: str = "value", descend
     )
 
 
-def history_for(connection: ExchangeConnection, *, days: int = 30) -> list[tuple[datetime, Decimal]]:
+def history_for(
+    connection: ExchangeConnection, *, days: int = 30, unit: str = "USDT"
+) -> list[tuple[datetime, Decimal]]:
+    """(time, total) of the last `days` days, in USDT or (unit "BTC") in BTC where known."""
     since = timezone.now() - timedelta(days=days)
+    total = "total_btc" if unit == "BTC" else "total_usdt"
     return list(
-        BalanceSnapshot.objects.filter(connection=connection, taken_at__gte=since)
+        BalanceSnapshot.objects.filter(
+            connection=connection, taken_at__gte=since, **{f"{total}__isnull": False}
+        )
         .order_by("taken_at")
-        .values_list("taken_at", "total_usdt")
+        .values_list("taken_at", total)
     )
 
 
 def timeline_for(connection: ExchangeConnection, *, page: int | str | None, per_page: int = 20) -> Page:
-    """Status changes and balance refreshes, newest first, as (at, kind, status, message, total)."""
+    """Status changes and balance refreshes, newest first, as (at, kind, status, message, total,
+    total in BTC)."""
     text = CharField()
     # Each side without its model's default ordering: SQL forbids ORDER BY inside a UNION part.
     events = (
         ConnectionEvent.objects.filter(connection=connection)
         .order_by()
         .values_list(
-            "at", Value("event", output_field=text), "status", "message", Value(None, output_field=text)
+            "at",
+            Value("event", output_field=text),
+            "status",
+            "message",
+            Value(None, output_field=text),
+            Value(None, output_field=text),
         )
     )
     refreshes = (
@@ -224,6 +307,7 @@ def timeline_for(connection: ExchangeConnection, *, page: int | str | None, per_
             Value("", output_field=text),
             Value("", output_field=text),
             "total_usdt",
+            "total_btc",
         )
     )
     return Paginator(events.union(refreshes, all=True).order_by("-at"), per_page).get_page(page)

@@ -124,6 +124,14 @@ def connection_remove(*, connection: ExchangeConnection) -> None:
         connection.delete()
 
 
+def connection_replacement_notice_dismiss(*, connection: ExchangeConnection) -> None:
+    """The user has read why a replacement key was refused: stop showing it (the current key
+    never changed). A replacement still being checked is left alone."""
+    ExchangeConnection.objects.filter(pk=connection.pk, pending_fingerprint__isnull=True).update(
+        replacement_error="", updated_at=timezone.now()
+    )
+
+
 def connection_refresh_now(*, connection: ExchangeConnection) -> None:
     """Queue a check now, at most once per REFRESH_NOW_MIN_SECONDS per connection."""
     if not connection.has_keys:

@@ -17,6 +17,11 @@ urlpatterns = [
     path("<int:pk>/rename/", views.connection_rename, name="connection-rename"),
     path("<int:pk>/replace/", views.connection_replace, name="connection-replace"),
     path("<int:pk>/replacement/", views.connection_replacement, name="connection-replacement"),
+    path(
+        "<int:pk>/replacement/dismiss/",
+        views.connection_replacement_dismiss,
+        name="connection-replacement-dismiss",
+    ),
     path("<int:pk>/remove/", views.connection_remove, name="connection-remove"),
     path("<int:pk>/dismiss/", views.connection_dismiss, name="connection-dismiss"),
 ]

@@ -24,7 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from redis import RedisError
 
-from . import charts, registry, selectors, services
+from . import charts, formatting, registry, selectors, services
 from .explain import explain
 from .forms import ConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Status
@@ -82,18 +82,29 @@ def connect_limit_per_user() -> tuple[int, float]:
 
 
 CONNECT_LIMIT_MESSAGE = "Too many keys tried from this account or address. Wait an hour and try again."
-# (sort key, heading, numeric) of the holdings table; keys are selectors.HOLDING_SORTS.
-HOLDING_COLUMNS = [
-    ("asset", "Asset", False),
-    ("account", "Account", False),
-    ("available", "Available", True),
-    ("in_orders", "In orders", True),
-    ("total", "Total", True),
-    ("price", "Price (USDT)", True),
-    ("value", "Value (USDT)", True),
-    ("", "Value (BTC)", True),
-    ("", "Share", True),
-]
+
+
+def _holding_columns(unit: str) -> list[tuple[str, str, bool]]:
+    """(sort key, heading, numeric) of the holdings table, in the unit shown first; keys are
+    selectors.HOLDING_SORTS (a BTC value is the USDT one at one price: same order)."""
+    other = formatting.USDT if unit == formatting.BTC else formatting.BTC
+    return [
+        ("asset", "Asset", False),
+        ("account", "Account", False),
+        ("available", "Available", True),
+        ("in_orders", "In orders", True),
+        ("total", "Total", True),
+        ("price", f"Price ({unit})", True),
+        ("value", f"Value ({unit})", True),
+        ("", f"Value ({other})", True),
+        ("", "Share", True),
+    ]
+
+
+def _message(text: str, **events) -> str:
+    """HX-Trigger events with a message for the page's status region (static/js/app.js); the
+    text is shown at once and never queued for the next page (ASCII-escaped JSON)."""
+    return json.dumps({"showMessage": {"text": text}, **events})
 
 
 def _stale_after(request: HttpRequest) -> timedelta:
@@ -121,12 +132,17 @@ def connection_list(request: HttpRequest) -> HttpResponse:
     statuses = {c.status for c in portfolio.connections}
     by = "exchange" if request.GET.get("by") == "exchange" else "asset"
     slices = portfolio.by_exchange if by == "exchange" else portfolio.allocation
+    in_btc = portfolio.by_exchange_btc if by == "exchange" else portfolio.allocation_btc
+    unit = formatting.unit_for(request.user, in_btc)
+    if unit == formatting.BTC:
+        slices = in_btc
     # The list itself polls slowly while a key is being retried; rows in flight poll themselves.
     context = {
         "portfolio": portfolio,
         "connections": portfolio.connections,
         "poll": "10s" if Status.TEMPORARY in statuses else "",
         "allocation_by": by,
+        "allocation_unit": unit,
         "allocation": charts.allocation_rows(slices),
         "allocation_svg": charts.allocation_donut(slices, id_prefix="allocation"),
         "stale_after": _stale_after(request),
@@ -148,7 +164,7 @@ def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpRes
     """One row, polled while it is verifying, refreshing or checking a new key; answers 286
     (htmx: stop polling) once settled, and tells the list to refresh its totals."""
     context = {
-        "c": connection,
+        "c": selectors.with_share(connection),
         "notice": notice,
         "stale_after": _stale_after(request),
     }
@@ -166,14 +182,18 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(request.user, pk)
     sort = request.GET.get("sort", "value")
     descending = request.GET.get("dir", "desc") != "asc"
-    history = selectors.history_for(connection)
+    unit = formatting.unit_for(request.user, connection.total_btc)
+    history = selectors.history_for(connection, unit=unit)
     context = {
         "c": connection,
-        "holding_columns": HOLDING_COLUMNS,
+        "unit": unit,
+        "holding_columns": _holding_columns(unit),
         "holdings": selectors.holdings_for(connection, sort=sort, descending=descending),
         "sort": sort,
         "descending": descending,
-        "history_svg": charts.history_line(history, id_prefix="history"),
+        "history_svg": charts.history_line(
+            history, id_prefix="history", title=f"Total value over time ({unit})", unit=unit
+        ),
         "timeline": selectors.timeline_for(connection, page=request.GET.get("page")),
         "stale_after": _stale_after(request),
     }
@@ -292,12 +312,26 @@ def _replacement_response(request: HttpRequest, connection) -> HttpResponse:
         "poll_url": reverse("exchanges:connection-replacement", args=[connection.pk]),
     }
     response = _render_modal(request, "exchanges/connection_replacement_modal.html", context)
-    if request.htmx and done:
-        events = {"connectionChanged": True}
-        if not connection.replacement_error:
-            events["closeModal"] = True
-        response["HX-Trigger"] = json.dumps(events)
+    if request.htmx and done and connection.replacement_error:
+        response["HX-Trigger"] = json.dumps({"connectionChanged": True})
+    elif request.htmx and done:
+        text = (
+            f"{formatting.connection_title(connection)}: the new key was accepted and is in use "
+            f"(API key {connection.masked_access_key}). The old secret was destroyed."
+        )
+        response["HX-Trigger"] = _message(text, connectionChanged=True, closeModal=True)
     return response
+
+
+@login_required
+@require_POST
+def connection_replacement_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
+    """Put away the notice of a refused replacement key (the current key never changed)."""
+    connection = selectors.connection_get_for_user(request.user, pk)
+    services.connection_replacement_notice_dismiss(connection=connection)
+    if request.htmx:
+        return _row_response(request, selectors.connection_get_for_user(request.user, pk))
+    return redirect("exchanges:connection-list")
 
 
 @login_required
@@ -308,13 +342,15 @@ def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         name = f"{connection.display_name} ({connection.masked_access_key})"
         services.connection_remove(connection=connection)
-        venue_name = connection.venue.name
-        messages.success(
-            request,
-            f"{name} was removed, with its key. You can also delete the key on {venue_name}'s "
-            "API Management page.",
+        text = (
+            f"{name} was removed, with its key. You can also delete the key on "
+            f"{connection.venue.name}'s API Management page."
         )
-        return _close_and_refresh() if request.htmx else redirect("exchanges:connection-list")
+        if request.htmx:
+            events = _message(text, connectionChanged=True, closeModal=True)
+            return HttpResponse(headers={"HX-Trigger": events})
+        messages.success(request, text)
+        return redirect("exchanges:connection-list")
     return _render_modal(request, "exchanges/connection_remove_modal.html", {"c": connection})
 
 
@@ -417,9 +453,13 @@ def _verification_response(request: HttpRequest, connection) -> HttpResponse:
         "poll_delay": _verification_poll_delay(connection),
     }
     response = _render_modal(request, "exchanges/connection_verification_modal.html", context)
-    if request.htmx and done:
-        events = {"connectionChanged": True}
-        if connection.status == Status.CONNECTED:
-            events["closeModal"] = True
-        response["HX-Trigger"] = json.dumps(events)
+    if request.htmx and done and connection.status == Status.CONNECTED:
+        text = f"{formatting.connection_title(connection)} connected."
+        if connection.total_usdt is not None:
+            unit = formatting.unit_for(request.user, connection.total_btc)
+            balance = formatting.money(connection.total_usdt, connection.total_btc, unit)
+            text += f" Trading balance {balance}."
+        response["HX-Trigger"] = _message(text, connectionChanged=True, closeModal=True)
+    elif request.htmx and done:
+        response["HX-Trigger"] = json.dumps({"connectionChanged": True})
     return response

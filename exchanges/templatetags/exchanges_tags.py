@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from django import template
 from django.conf import settings
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template.defaultfilters import floatformat
@@ -15,10 +16,11 @@ from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from exchanges import selectors
+from exchanges import formatting, selectors
 from exchanges.egress import BindingCheck, ServerAddresses, Sighting, binding_check, mismatch_note
 from exchanges.explain import EXPIRY_WARNING_DAYS, Explanation, explain
 from exchanges.models import ExchangeConnection, Status
+from exchanges.selectors import balance_counts
 
 register = template.Library()
 
@@ -53,12 +55,76 @@ def pk_url(viewname: str, pk: int) -> str:
 
 @register.filter
 def usdt(value: Decimal | None) -> str:
-    return "—" if value is None else floatformat(value, "2g")
+    return formatting.usdt(value)
 
 
 @register.filter
 def btc(value: Decimal | None) -> str:
-    return "—" if value is None else floatformat(value, "8g")
+    return formatting.btc(value)
+
+
+@register.filter
+def moment(value) -> str:
+    """ "1 Dec 2026, 23:41 UTC"."""
+    return formatting.moment(value)
+
+
+@register.filter
+def day(value) -> str:
+    return formatting.day(value)
+
+
+@register.simple_tag
+def ago(value, testid: str = "") -> str:
+    """A relative time ("5 minutes ago") with the absolute one in its datetime and title."""
+    if value is None:
+        return ""
+    return format_html(
+        '<time datetime="{}" title="{}"{}>{}</time>',
+        value.isoformat(),
+        formatting.moment(value),
+        format_html(' data-testid="{}"', testid) if testid else "",
+        naturaltime(value),
+    )
+
+
+def _user(context):
+    request = context.get("request")
+    return context.get("user") or getattr(request, "user", None)
+
+
+@register.simple_tag(takes_context=True)
+def shown_unit(context, total_btc) -> str:
+    """The unit values are shown in: the user's choice, USDT where no BTC value is known."""
+    return formatting.unit_for(_user(context), total_btc)
+
+
+@register.simple_tag(takes_context=True)
+def money(context, value_usdt, value_btc, unit: str = "") -> str:
+    """An amount in `unit` (else the user's choice): "0.01234567 BTC", "1,234.56 USDT"."""
+    return formatting.money(value_usdt, value_btc, unit or formatting.unit_for(_user(context)))
+
+
+@register.filter
+def in_unit(value: Decimal | None, unit: str) -> str:
+    """A value already in `unit`, formatted by that unit's rule."""
+    return formatting.btc(value) if unit == formatting.BTC else formatting.usdt(value)
+
+
+@register.filter
+def connection_title(connection: ExchangeConnection) -> str:
+    return formatting.connection_title(connection)
+
+
+@register.filter
+def subtitle_parts(connection: ExchangeConnection) -> list[str]:
+    return formatting.connection_subtitle_parts(connection)
+
+
+@register.filter
+def counted(connection: ExchangeConnection) -> bool:
+    """Its balance is live and counts in the portfolio (selectors.balance_counts)."""
+    return balance_counts(connection)
 
 
 @register.filter
@@ -117,6 +183,11 @@ def signed_usdt(value: Decimal) -> str:
 
 
 @register.filter
+def signed_btc(value: Decimal) -> str:
+    return ("+" if value >= 0 else "−") + floatformat(abs(value), "8g")
+
+
+@register.filter
 def signed_pct(value: Decimal) -> str:
     return ("+" if value >= 0 else "−") + floatformat(abs(value), 2) + "%"
 
@@ -124,8 +195,7 @@ def signed_pct(value: Decimal) -> str:
 @register.filter
 def is_stale(connection: ExchangeConnection, stale_after) -> bool:
     """A working connection whose last good balance is older than twice the refresh interval."""
-    working = (Status.CONNECTED, Status.TRADING_EXPIRED, Status.TEMPORARY)
-    if connection.status not in working or connection.last_refreshed_at is None:
+    if not balance_counts(connection) or connection.last_refreshed_at is None:
         return False
     return bool(stale_after) and timezone.now() - connection.last_refreshed_at > stale_after
 
@@ -158,11 +228,8 @@ def amount(value: Decimal | None) -> str:
 
 @register.filter
 def price(value: Decimal | None) -> str:
-    """A USDT price with sensible decimals: cents for big prices, more digits for small ones."""
-    if value is None:
-        return "—"
-    places = 2 if abs(value) >= 1 else 6 if abs(value) >= Decimal("0.0001") else 10
-    return floatformat(value, f"{places}g")
+    """A price: 2 decimals from 1 up, 4 significant digits below (formatting.price)."""
+    return formatting.price(value)
 
 
 @register.filter

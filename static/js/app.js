@@ -11,7 +11,71 @@
       document.querySelectorAll("dialog.modal").forEach(function (d) { if (d !== el) d.remove(); });
       el.addEventListener("close", function () { el.remove(); });
       el.showModal();
+      focusFirst(el);
     }
+  });
+  // --- Exchange pages: focus, messages (issue 13) ---
+  // A dialog opens, or a step inside it replaces its content: focus the field to fill (one
+  // with an error first, then [autofocus], then the first input), else the first button, else
+  // the first control, so focus never falls to <body>.
+  function focusFirst(dialog) {
+    var pick = dialog.querySelector(".has-error input, .has-error select") ||
+      dialog.querySelector("[autofocus]") ||
+      dialog.querySelector("input:not([type=hidden]):not([disabled]), select:not([disabled]), textarea:not([disabled])") ||
+      dialog.querySelector("#modal-body button:not([disabled])") ||
+      dialog.querySelector("#modal-body a[href]:not([data-close-modal])") ||
+      dialog.querySelector("#modal-body [data-close-modal]");
+    if (pick) pick.focus();
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "modal-body") {
+      var dialog = target.closest("dialog.modal");
+      // The swap removed the focused control (focus fell to <body>): give it to the new step.
+      if (dialog && dialog.open && !dialog.contains(document.activeElement)) focusFirst(dialog);
+    }
+  });
+  // A row or the list swapped in place (Refresh, a poll, dismissing a notice, the list reloading)
+  // takes the focused control with it: put focus back on that row's first action (or its
+  // "Refreshing" status) instead of <body>.
+  var rowWithFocus = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target, active = document.activeElement;
+    var row = active && active.closest && active.closest("li.connection");
+    rowWithFocus = row && target && target.contains(row) ? row.id : null;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!rowWithFocus || (document.activeElement && document.activeElement !== document.body)) return;
+    var row = document.getElementById(rowWithFocus);
+    var pick = row && row.querySelector(".row-actions button, .row-actions [tabindex='-1'], .row-actions a[href]");
+    rowWithFocus = null;
+    if (pick) pick.focus();
+  });
+  // The server's "showMessage" event (HX-Trigger): say it at once in a status region that is on
+  // the page from the start (so screen readers announce it), never on the next page.
+  function liveRegion() {
+    var region = document.getElementById("live-messages");
+    if (!region) {
+      region = document.createElement("ul");
+      region.id = "live-messages";
+      region.className = "messages live-messages";
+      region.setAttribute("role", "status");
+      region.setAttribute("aria-live", "polite");
+      var main = document.querySelector("main") || document.body;
+      main.insertBefore(region, main.firstChild);
+    }
+    return region;
+  }
+  document.addEventListener("DOMContentLoaded", liveRegion);
+  document.addEventListener("showMessage", function (event) {
+    var text = event.detail && event.detail.text;
+    if (!text) return;
+    var region = liveRegion();
+    var item = document.createElement("li");
+    item.className = "message success";
+    item.setAttribute("data-testid", "live-message");
+    item.textContent = text;
+    region.replaceChildren(item);
   });
   document.addEventListener("closeModal", closeAll);
   // Keep Tab inside the open dialog: from the last control back to the first, and back.

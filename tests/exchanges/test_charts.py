@@ -184,7 +184,7 @@ def test_a_single_point_is_drawn_as_a_dot_with_its_label():
     assert len(_tags(root, "circle")) == 1
     assert not _tags(root, "polyline")
     assert "1,234.50" in [t.text for t in _tags(root, "text")]
-    assert root.find(f"{NS}desc").text == "On 24 Nov 2025 09:00: 1,234.50"
+    assert root.find(f"{NS}desc").text == "On 24 Nov 2025, 09:00: 1,234.50"
 
 
 def test_no_history_shows_a_placeholder():

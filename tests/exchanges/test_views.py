@@ -160,7 +160,12 @@ def test_a_connected_verification_closes_the_dialog_and_refreshes_the_list(alice
         HTTP_HX_TARGET="modal-body",
         **HTMX,
     )
-    assert json.loads(response["HX-Trigger"]) == {"connectionChanged": True, "closeModal": True}
+    assert json.loads(response["HX-Trigger"]) == {
+        "connectionChanged": True,
+        "closeModal": True,
+        # Said at once on the page (static/js/app.js), the venue named once without a label.
+        "showMessage": {"text": "HTX · API key demo…e5f6 connected. Trading balance 10.00 USDT."},
+    }
     assert "hx-get" not in response.content.decode()
 
 
