@@ -22,6 +22,14 @@ pytestmark = [pytest.mark.browser]
 PASSWORD = "a-long-Passw0rd-for-tests"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The rate-limit counters these tests fill must not outlive them (user ids are reused)."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def _sign_up(page, base: str, email: str) -> User:
     page.goto(base + "/accounts/signup/")
     page.get_by_label("Email").fill(email)

@@ -37,6 +37,15 @@ def _key(n: int) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Rate-limit counters live in Redis, shared by the whole run: every test here starts from
+    zero and leaves none of its hits to the tests after it."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def clock(monkeypatch):
     now = [NOW]

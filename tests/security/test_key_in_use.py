@@ -12,6 +12,7 @@ import re
 from dataclasses import replace
 
 import pytest
+from django.core.cache import cache
 from django.db import connection as db
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -29,6 +30,15 @@ pytestmark = pytest.mark.django_db
 VENUES = registry.venues()
 MODAL = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "modal-body"}
 IN_USE = "This API key is already connected to another account here"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Rate-limit counters live in Redis, shared by the whole run: every test here starts from
+    zero and leaves none of its hits to the tests after it."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 def _form(venue, key: Credentials, *, replacing: bool = False) -> dict[str, str]:
