@@ -34,6 +34,17 @@ def ensure_dotenv() -> None:
     print(f"Wrote {path} with fresh secrets for this machine.", flush=True)
 
 
+# The demo's own limit on keys tried (CONNECT_RATE_LIMIT; production's default is
+# 10/h/user,30/h/ip): room for every demo key of every exchange, each tried a few times and
+# replaced, within one hour. Only `make demo` sets it, and an exported CONNECT_RATE_LIMIT wins.
+DEMO_CONNECT_RATE_LIMIT = "200/h/user,600/h/ip"
+
+
+def demo_environment(env) -> None:
+    """What `make demo` sets for itself beyond `make run` (the sandboxes' URLs come later)."""
+    env.setdefault("CONNECT_RATE_LIMIT", DEMO_CONNECT_RATE_LIMIT)
+
+
 def _venues():
     """The venues of settings.VENUES (read with the .env just written)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
@@ -50,6 +61,8 @@ def main() -> None:
     env = os.environ
     ensure_dotenv()
     env.setdefault("DEBUG", "1")
+    if demo:
+        demo_environment(env)
     # honcho gives every process its own PORT, so the web port travels as WEB_PORT.
     env["WEB_PORT"] = env.get("PORT", "8000")
     processes = ["web", "worker", "beat"]
@@ -71,6 +84,8 @@ def main() -> None:
         for venue in venues
     )
     print(f"Dashboard: http://127.0.0.1:{env['WEB_PORT']}/   {apis}   Redis: {env['REDIS_URL']}", flush=True)
+    if demo:
+        print(f"Keys tried (CONNECT_RATE_LIMIT): {env['CONNECT_RATE_LIMIT']}", flush=True)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     os.chdir(ROOT)

@@ -147,8 +147,16 @@ ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 # Counted in the Redis cache. Failed logins per account: 5 per 5 minutes before a pause, and
-# never more than 100 an hour (OWASP ASVS 2.2.1). "connect_key" guards our own connect form,
-# so this site cannot be used to try stolen keys against HTX.
+# never more than 100 an hour (OWASP ASVS 2.2.1). "connect_key" (CONNECT_RATE_LIMIT) counts the
+# API keys tried, new or replacements, per account and per IP address, so this site cannot be
+# used to test a stolen list of keys against an exchange (exchanges/connect_limit.py). `make
+# demo` sets a higher one for itself (bin/dev.py); production refuses to start without both parts.
+CONNECT_RATE_LIMIT = env.str("CONNECT_RATE_LIMIT", default="10/h/user,30/h/ip")
+_connect_per = {(p.strip().split("/") + ["ip"])[2] for p in CONNECT_RATE_LIMIT.split(",") if p.strip()}
+if not DEBUG and not {"user", "ip"} <= _connect_per:
+    raise ImproperlyConfigured(
+        "CONNECT_RATE_LIMIT needs a per-user and a per-ip rate, e.g. 10/h/user,30/h/ip"
+    )
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key,100/h/key",
@@ -158,7 +166,7 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "reauthenticate": "10/m/user",
     "manage_email": "10/m/user",
-    "connect_key": env.str("CONNECT_RATE_LIMIT", default="10/h/user,30/h/ip"),
+    "connect_key": CONNECT_RATE_LIMIT,
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default="Bitsgap Clone")

@@ -32,6 +32,11 @@ class Explanation:
 
 _ERROR, _WARN = "error", "warn"
 
+# Our own verdicts, told only after the venue accepted the key (so only to whoever holds its
+# secret): the key is already connected here (keycheck). Stored as the connection's error kind.
+KEY_IN_YOUR_ACCOUNT = "key_in_your_account"
+KEY_IN_ANOTHER_ACCOUNT = "key_in_another_account"
+
 # The product's words, with "{venue}" for the exchange's name.
 _BY_KIND: dict[str, tuple[Text, str]] = {
     ErrorKind.INVALID_ACCESS_KEY: (
@@ -167,6 +172,25 @@ _BY_KIND: dict[str, tuple[Text, str]] = {
             "Nothing: your key is kept and we retry automatically with increasing pauses.",
         ),
         _WARN,
+    ),
+    KEY_IN_YOUR_ACCOUNT: (
+        Text(
+            "This API key is already connected to your account",
+            "{venue} accepted the key, and one of your connections on My Exchanges already uses it, "
+            "so it was not stored a second time.",
+            "Nothing: the connection that has this key keeps working.",
+        ),
+        _ERROR,
+    ),
+    KEY_IN_ANOTHER_ACCOUNT: (
+        Text(
+            "This API key is already connected to another account here",
+            "{venue} accepted the key, but another account of this dashboard already uses it. A key "
+            "connects to one account only, so it was not stored for this one.",
+            "Create a separate key on {venue} for this account and connect that one. If you did not "
+            "connect this key elsewhere, someone else has it: delete it on {venue}'s API Management page.",
+        ),
+        _ERROR,
     ),
     ErrorKind.UNKNOWN: (
         Text(

@@ -83,24 +83,20 @@ class ConnectionForm(forms.Form):
         return data
 
     def _check_not_connected(self, access_key: str) -> None:
+        """Only the user's own connections are told apart here: whether another account uses
+        this key is said only to whoever proves the secret, once the venue has accepted it
+        (keycheck), so an API Key alone learns nothing. One query whoever asks."""
         fingerprint = access_key_fingerprint(access_key)
-        existing = (
-            ExchangeConnection.objects.filter(exchange=self.venue.id)
+        owner_id = getattr(self.owner, "pk", None)
+        own = set(
+            ExchangeConnection.objects.filter(exchange=self.venue.id, owner_id=owner_id)
             .filter(Q(access_key_fingerprint=fingerprint) | Q(pending_fingerprint=fingerprint))
-            .first()
+            .values_list("pk", flat=True)
         )
-        if existing is not None and existing == self.replacing:
+        if self.replacing is not None and self.replacing.pk in own:
             self.add_error("access_key", "This is the key this connection already uses.")
-        elif existing is not None:
-            if existing.owner_id == getattr(self.owner, "pk", None):
-                self.add_error("access_key", "This API key is already connected to your account.")
-            else:
-                # Bitsgap's "API Account Lock": one key, one dashboard account.
-                self.add_error(
-                    "access_key",
-                    "This API key is already connected to another account here. "
-                    f"Create a separate key on {self.venue.name} for this account.",
-                )
+        elif own:
+            self.add_error("access_key", "This API key is already connected to your account.")
 
     @property
     def credentials(self) -> dict[str, str]:

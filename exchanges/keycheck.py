@@ -20,7 +20,7 @@ from accounts.services import security_log
 
 from . import recording, venue_state
 from .claims import claim, release, still_ours
-from .explain import explain
+from .explain import KEY_IN_ANOTHER_ACCOUNT, KEY_IN_YOUR_ACCOUNT, explain
 from .models import PENDING_KEY_FIELDS, ConnectionEvent, ExchangeConnection, Status
 from .valuation import Valuation, value_lines
 from .venues.kit.errors import ErrorKind, VenueError
@@ -86,11 +86,14 @@ def connection_check(*, connection_id: int) -> str | None:
         described=bool(connection.account_uid),
         key_expires_at=connection.key_expires_at,
     )
+    in_use = ""
     try:
         with venue_state.client_for(connection) as client:
             facts = inspect_key(venue, client, prior)
             status, kind = status_from_facts(facts)
-            reads = status in READS_BALANCES
+            if not connection.established and status != Status.WITHDRAW_ENABLED:
+                in_use = held_elsewhere(connection, connection.access_key_fingerprint)
+            reads = status in READS_BALANCES and not in_use
             balances = read_balances(venue, client, facts, connection.site) if reads else None
     except (GateUnavailable, redis.RedisError):
         # Redis (our broker too) did not answer, or every slot to the venue stayed taken: the
@@ -103,7 +106,38 @@ def connection_check(*, connection_id: int) -> str | None:
         # A swapped pair is not probed by trying it the other way round: when the API Key is
         # merely wrong, that probe would send the real secret to the venue as the key.
         return recording.record_failure(connection, error)
-    return recording.record_key(connection, facts, status, kind, balances)
+    if in_use:
+        return recording.refuse_key_in_use(connection, in_use)
+    token = connection.claimed_until
+    try:
+        return recording.record_key(connection, facts, status, kind, balances)
+    except IntegrityError:
+        # Another submission of this key was accepted a moment before this one. Nothing of this
+        # check was written; start again from the row as stored, under the same claim.
+        connection.refresh_from_db()
+        connection.claimed_until = token
+        in_use = held_elsewhere(connection, connection.access_key_fingerprint)
+        return recording.refuse_key_in_use(connection, in_use or KEY_IN_ANOTHER_ACCOUNT)
+
+
+def held_elsewhere(connection: ExchangeConnection, fingerprint: str | None) -> str:
+    """Whether another connection already uses this key (one the venue accepted), as the error
+    kind to tell: the user's own, or another account's; "" if none.
+
+    Asked only once the venue has accepted the signature, so "already connected" is told to
+    whoever holds the secret and never to someone who merely has the API Key (the form says
+    nothing about other accounts)."""
+    owner_id = (
+        ExchangeConnection.objects.filter(
+            exchange=connection.exchange, access_key_fingerprint=fingerprint, established=True
+        )
+        .exclude(pk=connection.pk)
+        .values_list("owner_id", flat=True)
+        .first()
+    )
+    if owner_id is None:
+        return ""
+    return KEY_IN_YOUR_ACCOUNT if owner_id == connection.owner_id else KEY_IN_ANOTHER_ACCOUNT
 
 
 def _check_replacement(connection: ExchangeConnection) -> str | None:
@@ -116,6 +150,9 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
             status, kind = status_from_facts(facts)
             if status != Status.CONNECTED:
                 return recording.refuse_replacement(connection, _refusal(explain(status, kind, venue=venue)))
+            in_use = held_elsewhere(connection, connection.pending_fingerprint)
+            if in_use:
+                return recording.refuse_replacement(connection, _refusal(explain("", in_use, venue=venue)))
             if not connection.account_uid or facts.account_uid != connection.account_uid:
                 reason = _other_account(venue, connection.account_uid, facts.account_uid)
                 return recording.refuse_replacement(connection, reason)
@@ -152,8 +189,8 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
                 pending_fingerprint=None,
             )
     except IntegrityError:  # the same key was connected elsewhere meanwhile
-        reason = "This key was connected to another connection meanwhile."
-        return recording.refuse_replacement(connection, reason)
+        in_use = held_elsewhere(connection, connection.pending_fingerprint) or KEY_IN_ANOTHER_ACCOUNT
+        return recording.refuse_replacement(connection, explain("", in_use, venue=venue).title + ".")
     connection.refresh_from_db(fields=[*recording.KEY_FIELDS, *PENDING_KEY_FIELDS])
     security_log(
         user=connection.owner,

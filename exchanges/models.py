@@ -131,19 +131,23 @@ class ExchangeConnection(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            # One access key, one connection, in the whole system.
+            # One access key, one connection, in the whole system, once the venue accepted it.
+            # A submission not yet checked may hold a key another account uses: whoever does
+            # not hold the secret is told nothing about it; whoever does is told after the
+            # check (keycheck's "already connected", which this constraint settles in a race).
+            # A replacement key is held the same way until it is installed.
             models.UniqueConstraint(
                 fields=["exchange", "access_key_fingerprint"],
-                condition=Q(access_key_fingerprint__isnull=False),
-                name="unique_access_key_per_exchange",
-            ),
-            models.UniqueConstraint(
-                fields=["exchange", "pending_fingerprint"],
-                condition=Q(pending_fingerprint__isnull=False),
-                name="unique_pending_key_per_exchange",
+                condition=Q(access_key_fingerprint__isnull=False, established=True),
+                name="unique_established_key_per_exchange",
             ),
         ]
-        indexes = [models.Index(fields=["status", "next_check_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"]),
+            # The form's and the worker's look-ups of a key by its fingerprint.
+            models.Index(fields=["exchange", "access_key_fingerprint"], name="key_fingerprint_idx"),
+            models.Index(fields=["exchange", "pending_fingerprint"], name="pending_fingerprint_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.exchange_name} {self.masked_access_key} ({self.status})"

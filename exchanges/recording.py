@@ -246,6 +246,24 @@ def record_failure(connection: ExchangeConnection, error: VenueError) -> str | N
     return connection.status
 
 
+def refuse_key_in_use(connection: ExchangeConnection, kind: str) -> str | None:
+    """A new key the venue accepted that another connection already holds: told as such (the
+    submitter proved the secret) and not stored twice."""
+    with transaction.atomic():
+        if not still_ours(connection):
+            return None
+        connection.error_kind = kind
+        connection.error_detail = ""  # our verdict, not the venue's
+        connection.last_error_at = connection.last_checked_at = timezone.now()
+        connection.claimed_until = None
+        connection.attempts = 0
+        _set_status(connection, Status.INVALID, "Key already connected here: not stored twice")
+        _destroy_keys(connection)
+        connection.next_check_at = None
+        connection.save(update_fields=_fields_to_save(connection))
+    return connection.status
+
+
 def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | None:
     with transaction.atomic():
         if not still_ours(connection):

@@ -53,12 +53,6 @@ def connections_due_for_check() -> list[int]:
     )
 
 
-def connections_submitted_since(user, *, seconds: float) -> int:
-    """Connections this user created in the last `seconds` (the connect limit while Redis is down)."""
-    since = timezone.now() - timedelta(seconds=seconds)
-    return ExchangeConnection.objects.filter(owner=user, created_at__gte=since).count()
-
-
 # --- My Exchanges and the detail page ---------------------------------------------------------
 
 # Statuses whose (last good) balance counts: a key whose trading right expired still reads.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
@@ -23,10 +23,6 @@ from .models import PENDING_KEY_FIELDS, BalanceSnapshot, ConnectionEvent, Exchan
 
 class NoKeyError(Exception):
     """The connection holds no key (it was destroyed): replace the key first."""
-
-
-class DuplicateKeyError(Exception):
-    """The access key is already connected (it lost a race with another submission)."""
 
 
 class ConnectionInUseError(Exception):
@@ -60,34 +56,32 @@ def connection_create(
 ) -> ExchangeConnection:
     """Store a new key (encrypted) as Verifying and queue its check once committed.
 
-    The form has already cleaned the input and looked for duplicates; the unique constraint on
-    the fingerprint settles a race between two submissions of the same key.
+    The form has already cleaned the input and refused a key of the user's own connections. A
+    key another account uses is taken too: the worker says so once the venue has accepted it
+    (keycheck), and never stores it twice.
     """
-    try:
-        with transaction.atomic():
-            # Earlier failed attempts hold no key material; a new attempt replaces them.
-            ExchangeConnection.objects.filter(
-                owner=owner, established=False, access_key_fingerprint__isnull=True
-            ).delete()
-            connection = ExchangeConnection.objects.create(
-                owner=owner,
-                exchange=exchange,
-                label=label,
-                access_key=access_key,
-                secret_key=secret_key,
-                passphrase=passphrase or None,
-                site=site,
-                access_key_fingerprint=access_key_fingerprint(access_key),
-                access_key_head=access_key[:4],
-                access_key_tail=access_key[-4:],
-                status=Status.VERIFYING,
-            )
-            ConnectionEvent.objects.create(
-                connection=connection, status=Status.VERIFYING, message="Key submitted"
-            )
-            enqueue_check(connection.pk)
-    except IntegrityError:
-        raise DuplicateKeyError from None
+    with transaction.atomic():
+        # Earlier failed attempts hold no key material; a new attempt replaces them.
+        ExchangeConnection.objects.filter(
+            owner=owner, established=False, access_key_fingerprint__isnull=True
+        ).delete()
+        connection = ExchangeConnection.objects.create(
+            owner=owner,
+            exchange=exchange,
+            label=label,
+            access_key=access_key,
+            secret_key=secret_key,
+            passphrase=passphrase or None,
+            site=site,
+            access_key_fingerprint=access_key_fingerprint(access_key),
+            access_key_head=access_key[:4],
+            access_key_tail=access_key[-4:],
+            status=Status.VERIFYING,
+        )
+        ConnectionEvent.objects.create(
+            connection=connection, status=Status.VERIFYING, message="Key submitted"
+        )
+        enqueue_check(connection.pk)
     return connection
 
 
@@ -154,24 +148,21 @@ def connection_replace_keys(
     *, connection: ExchangeConnection, access_key: str, secret_key: str, passphrase: str = ""
 ) -> None:
     """Hold a new key beside the current one until a worker has checked it."""
-    try:
-        with transaction.atomic():
-            connection.pending_access_key = access_key
-            connection.pending_secret_key = secret_key
-            connection.pending_passphrase = passphrase or None
-            connection.pending_fingerprint = access_key_fingerprint(access_key)
-            connection.replacement_error = ""
-            connection.save(update_fields=[*PENDING_KEY_FIELDS, "replacement_error", "updated_at"])
-            # No part of the new key yet: until the exchange knows it, it may be a secret in the
-            # wrong field.
-            ConnectionEvent.objects.create(
-                connection=connection,
-                status=connection.status,
-                message="New key submitted to replace the current one",
-            )
-            enqueue_check(connection.pk)
-    except IntegrityError:
-        raise DuplicateKeyError from None
+    with transaction.atomic():
+        connection.pending_access_key = access_key
+        connection.pending_secret_key = secret_key
+        connection.pending_passphrase = passphrase or None
+        connection.pending_fingerprint = access_key_fingerprint(access_key)
+        connection.replacement_error = ""
+        connection.save(update_fields=[*PENDING_KEY_FIELDS, "replacement_error", "updated_at"])
+        # No part of the new key yet: until the exchange knows it, it may be a secret in the
+        # wrong field.
+        ConnectionEvent.objects.create(
+            connection=connection,
+            status=connection.status,
+            message="New key submitted to replace the current one",
+        )
+        enqueue_check(connection.pk)
 
 
 def snapshots_prune(*, now: datetime | None = None) -> int:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import csv
 import json
-import logging
 from datetime import timedelta
 from functools import wraps
 
@@ -10,10 +8,7 @@ from allauth.account.decorators import reauthentication_required
 
 # Internal to allauth (pinned in requirements): the same test its decorator uses.
 from allauth.account.internal.flows.reauthentication import is_reauthentication_required
-from allauth.core import ratelimit
-from allauth.core.internal.ratelimit import parse_rates
 from allauth.mfa.utils import is_mfa_enabled
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -22,14 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from redis import RedisError
 
-from . import charts, formatting, registry, selectors, services
+from . import charts, connect_limit, export, formatting, registry, selectors, services
 from .explain import explain
 from .forms import ConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Status
-
-logger = logging.getLogger(__name__)
 
 MODAL_BODY = "modal-body"
 
@@ -60,28 +52,13 @@ def sensitive_action(view):
     return wrapper
 
 
-def _connect_rate_limited(request: HttpRequest) -> bool:
-    """Each key submission costs one of the user's and the IP's connect attempts, so this site
-    cannot be used to test stolen keys against an exchange (ACCOUNT_RATE_LIMITS["connect_key"]).
-
-    The counters live in Redis. While Redis is down the submission is still taken (it is
-    verified once Redis is back, and the user is told so), within the per-user part of the same
-    limit counted in the database instead: the keys this user submitted in that period."""
-    try:
-        return not ratelimit.consume(request, action="connect_key", user=request.user)
-    except RedisError:
-        logger.warning("Rate-limit store unavailable; connect limited by the database count")
-        amount, seconds = connect_limit_per_user()
-        return selectors.connections_submitted_since(request.user, seconds=seconds) >= amount
-
-
-def connect_limit_per_user() -> tuple[int, float]:
-    """(keys, seconds) of the per-user part of ACCOUNT_RATE_LIMITS["connect_key"]."""
-    rate = next(r for r in parse_rates(settings.ACCOUNT_RATE_LIMITS["connect_key"]) if r.per == "user")
-    return rate.amount, rate.duration
-
-
-CONNECT_LIMIT_MESSAGE = "Too many keys tried from this account or address. Wait an hour and try again."
+def _connect_limit_reached(request: HttpRequest, form) -> bool:
+    """Each key submitted (new or a replacement) costs one of the user's and the address's
+    attempts (exchanges.connect_limit); a refusal says on the form when the next is allowed."""
+    refusal = connect_limit.consume(request)
+    if refusal is not None:
+        form.add_error(None, refusal.message())
+    return refusal is not None
 
 
 def _holding_columns(unit: str) -> list[tuple[str, str, bool]]:
@@ -205,33 +182,9 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def connection_holdings_csv(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(request.user, pk)
     holdings = selectors.holdings_for(connection, sort="asset", descending=False)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    taken = holdings.snapshot.taken_at.strftime("%Y%m%d-%H%M") if holdings.snapshot else "empty"
-    response["Content-Disposition"] = (
-        f'attachment; filename="{connection.exchange}-{connection.pk}-holdings-{taken}.csv"'
-    )
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "account",
-            "asset",
-            "available",
-            "in_orders",
-            "debt",
-            "total",
-            "price_usdt",
-            "value_usdt",
-            "value_btc",
-        ]
-    )
-    for h in holdings.all:
-        amounts = (h.available, h.in_orders, h.debt, h.total, h.price_usdt, h.value_usdt, h.value_btc)
-        writer.writerow([h.account_type, h.asset, *map(_csv, amounts)])
+    response = HttpResponse(export.holdings_csv(connection, holdings), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename(connection, holdings)}"'
     return response
-
-
-def _csv(value) -> str:
-    return "" if value is None else format(value, "f")
 
 
 @login_required
@@ -276,17 +229,11 @@ def connection_replace(request: HttpRequest, pk: int) -> HttpResponse:
     form = ReplaceKeysForm(
         request.POST or None, venue=connection.venue, owner=request.user, replacing=connection
     )
-    if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
-        form.add_error(None, CONNECT_LIMIT_MESSAGE)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.connection_replace_keys(connection=connection, **form.credentials)
-        except services.DuplicateKeyError:
-            form.add_error("access_key", "This API key was connected a moment ago elsewhere.")
-        else:
-            if not request.htmx:
-                return redirect("exchanges:connection-replacement", pk=pk)
-            return _replacement_response(request, selectors.connection_get_for_user(request.user, pk))
+    if request.method == "POST" and form.is_valid() and not _connect_limit_reached(request, form):
+        services.connection_replace_keys(connection=connection, **form.credentials)
+        if not request.htmx:
+            return redirect("exchanges:connection-replacement", pk=pk)
+        return _replacement_response(request, selectors.connection_get_for_user(request.user, pk))
     return _render_modal(request, "exchanges/connection_replace_modal.html", {"c": connection, "form": form})
 
 
@@ -354,9 +301,10 @@ def connection_remove(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_modal(request, "exchanges/connection_remove_modal.html", {"c": connection})
 
 
-@login_required
 @require_GET
 def help_api_key(request: HttpRequest, venue_id: str) -> HttpResponse:
+    """Readable before signing up: nothing in it depends on who asks (the egress IPs are the
+    server's, the same for everyone); only its closing links differ for a visitor."""
     venue = registry.get_or_404(venue_id)
     server = selectors.server_addresses(venue.id)
     # egress_ips: the addresses to bind a key to, configured or seen by exchanges.
@@ -377,16 +325,10 @@ def connection_add_venue(request: HttpRequest, venue_id: str) -> HttpResponse:
     venue = registry.get_or_404(venue_id)
     form = ConnectionForm(request.POST or None, venue=venue, owner=request.user)
     context = {"form": form, "venue": venue}
-    if request.method == "POST" and form.is_valid() and _connect_rate_limited(request):
-        form.add_error(None, CONNECT_LIMIT_MESSAGE)
-    if request.method == "POST" and form.is_valid():
-        try:
-            connection = services.connection_create(
-                owner=request.user, exchange=venue.id, label=form.cleaned_data["label"], **form.credentials
-            )
-        except services.DuplicateKeyError:
-            form.add_error("access_key", "This API key was connected a moment ago. Refresh My Exchanges.")
-            return _render_modal(request, "exchanges/connection_venue_modal.html", context)
+    if request.method == "POST" and form.is_valid() and not _connect_limit_reached(request, form):
+        connection = services.connection_create(
+            owner=request.user, exchange=venue.id, label=form.cleaned_data["label"], **form.credentials
+        )
         if not request.htmx:
             return redirect("exchanges:connection-verification", pk=connection.pk)
         # Read again: sending the check (after commit) marks it queued when the broker is down.

@@ -51,26 +51,17 @@
     rowWithFocus = null;
     if (pick) pick.focus();
   });
-  // The server's "showMessage" event (HX-Trigger): say it at once in a status region that is on
-  // the page from the start (so screen readers announce it), never on the next page.
+  // The server's "showMessage" event (HX-Trigger): said at once in the page's status region
+  // (templates/_base.html, there from the start so screen readers announce it), never on the
+  // next page.
   function liveRegion() {
-    var region = document.getElementById("live-messages");
-    if (!region) {
-      region = document.createElement("ul");
-      region.id = "live-messages";
-      region.className = "messages live-messages";
-      region.setAttribute("role", "status");
-      region.setAttribute("aria-live", "polite");
-      var main = document.querySelector("main") || document.body;
-      main.insertBefore(region, main.firstChild);
-    }
-    return region;
+    return document.getElementById("live-messages");
   }
-  document.addEventListener("DOMContentLoaded", liveRegion);
   document.addEventListener("showMessage", function (event) {
     var text = event.detail && event.detail.text;
     if (!text) return;
     var region = liveRegion();
+    if (!region) return;
     var item = document.createElement("li");
     item.className = "message success";
     item.setAttribute("data-testid", "live-message");

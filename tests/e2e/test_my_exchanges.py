@@ -406,8 +406,8 @@ def test_the_detail_page_shows_holdings_coverage_key_facts_timeline_and_exports_
     assert download.suggested_filename.endswith(".csv")
     with open(download.path(), encoding="utf-8") as fh:
         rows = list(csv.reader(io.StringIO(fh.read())))
-    assert rows[0][:2] == ["account", "asset"] and "value_usdt" in rows[0]
-    assert ["spot", "USDT"] in [r[:2] for r in rows[1:]]
+    assert rows[0][:5] == ["label", "exchange", "read_at_utc", "account", "asset"] and "value_usdt" in rows[0]
+    assert ["spot", "USDT"] in [r[3:5] for r in rows[1:]]
 
 
 # --- 7. Dialog by keyboard ----------------------------------------------------------------------

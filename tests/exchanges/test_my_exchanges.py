@@ -262,6 +262,9 @@ def test_holdings_export_as_csv(alice_client, alice, sandbox):
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == [
+        "label",
+        "exchange",
+        "read_at_utc",
         "account",
         "asset",
         "available",
@@ -272,7 +275,7 @@ def test_holdings_export_as_csv(alice_client, alice, sandbox):
         "value_usdt",
         "value_btc",
     ]
-    assert {("spot", "USDT"), ("otc", "USDT")} <= {(r[0], r[1]) for r in rows}
+    assert {("spot", "USDT"), ("otc", "USDT")} <= {(r[3], r[4]) for r in rows}
     assert len(rows) - 1 == len(selectors.holdings_for(c).all)
 
 

@@ -57,7 +57,7 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
 ):
     """Broker and cache down together: the connect limit cannot be counted in Redis, so the
     submission is taken (and shown as queued) up to the per-user limit counted in the database."""
-    from exchanges import views
+    from exchanges import connect_limit
 
     down = unused_broker_url()
     client.force_login(alice)  # the session lives in the database
@@ -68,7 +68,8 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
-    limit, seconds = views.connect_limit_per_user()
+    rate = connect_limit.per_user()
+    limit, seconds = rate.amount, rate.duration
     assert (limit, seconds) == (10, 3600)  # "10/h/user"
     bodies = []
     with web_broker(down):
@@ -82,7 +83,7 @@ def test_connect_with_all_of_redis_down_takes_the_key_within_a_database_counted_
             assert response.status_code == 200
             bodies.append(response.content.decode())
     assert all(QUEUED in body for body in bodies[:-1])
-    assert views.CONNECT_LIMIT_MESSAGE in bodies[-1]
+    assert connect_limit.REACHED in bodies[-1] and "You can try another key in " in bodies[-1]
     assert ExchangeConnection.objects.filter(owner=alice).count() == limit
 
 

@@ -36,8 +36,8 @@ from django.utils import timezone
 from accounts import middleware
 from accounts.models import SecurityEvent
 from exchanges import keycheck, services
+from exchanges.connect_limit import REACHED as CONNECT_LIMIT_MESSAGE
 from exchanges.models import ExchangeConnection, Status
-from exchanges.views import CONNECT_LIMIT_MESSAGE
 from tests.conftest import demo_key
 
 pytestmark = pytest.mark.django_db
@@ -734,7 +734,7 @@ def test_connect_attempts_are_rate_limited_per_user(alice):
     response = client.post(url, _fake_key(alice.pk, 10))
     assert response.status_code == 200
     assert CONNECT_LIMIT_MESSAGE in response.content.decode()
-    assert "Too many keys tried" in response.content.decode()
+    assert "You have tried 10 keys from this account in the last hour" in response.content.decode()
     assert ExchangeConnection.objects.filter(owner=alice).count() == 10
     # From another address too: the limit follows the account.
     elsewhere = Client(REMOTE_ADDR="192.0.2.200")
