@@ -51,6 +51,21 @@ def page(browser):
     context.close()
 
 
+SIGN_UP_PASSWORD = "a-long-Passw0rd-for-tests"
+
+
+def sign_up(page, base: str, email: str, password: str = SIGN_UP_PASSWORD) -> None:
+    """Sign up through the form; development logs the new user in at once."""
+    from playwright.sync_api import expect
+
+    page.goto(base + "/accounts/signup/")
+    page.get_by_label("Email").fill(email)
+    page.locator("input[name=password1]").fill(password)
+    page.locator("input[name=password2]").fill(password)
+    page.get_by_role("button", name="Sign Up").click()
+    expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible()
+
+
 @pytest.fixture
 def screenshot():
     """Save a screenshot to $SCREENSHOT_DIR when set (used to refresh docs/screenshots)."""

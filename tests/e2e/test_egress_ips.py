@@ -10,10 +10,11 @@ from playwright.sync_api import expect
 
 from exchanges import keycheck, registry, services
 from exchanges.models import ExchangeConnection, SeenAddress, Status
+from tests.e2e.conftest import sign_up
 
 pytestmark = [pytest.mark.browser]
 
-PASSWORD = "a-long-Passw0rd-for-tests"
+
 CLIPBOARD = ["clipboard-read", "clipboard-write"]
 
 
@@ -21,15 +22,6 @@ def _context(browser, **kwargs):
     context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **kwargs})
     context.set_default_timeout(20_000)
     return context
-
-
-def _sign_up(page, base: str, email: str) -> None:
-    page.goto(base + "/accounts/signup/")
-    page.get_by_label("Email").fill(email)
-    page.locator("input[name=password1]").fill(PASSWORD)
-    page.locator("input[name=password2]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up").click()
-    expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible()
 
 
 def _open_form(page, venue_id: str):
@@ -52,7 +44,7 @@ def test_copy_in_the_connect_dialog_puts_the_addresses_on_the_clipboard(
     context = _context(browser, permissions=CLIPBOARD)
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "copier@example.com")
+        sign_up(page, live_server.url, "copier@example.com")
         dialog = _open_form(page, "htx")
         ips = dialog.get_by_test_id("server-ips")
         expect(ips).to_contain_text("This dashboard talks to HTX from these addresses:")
@@ -74,7 +66,7 @@ def test_the_guide_copies_with_the_venues_separator_and_fits_a_dark_phone(
     )
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "phone-copier@example.com")
+        sign_up(page, live_server.url, "phone-copier@example.com")
         dialog = _open_form(page, "okx")
         expect(dialog.get_by_test_id("server-ips-text")).to_have_text("198.51.100.7 2001:db8::7")
         dialog.get_by_test_id("server-ips").scroll_into_view_if_needed()
@@ -95,7 +87,7 @@ def test_without_a_clipboard_copy_selects_the_addresses_and_says_how_to_copy(bro
     context.add_init_script("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "no-clipboard@example.com")
+        sign_up(page, live_server.url, "no-clipboard@example.com")
         page.goto(live_server.url + "/exchanges/help/htx-api-key/")
         section = page.locator("#ip-binding")
         section.get_by_role("button", name="Copy").click()
@@ -112,7 +104,7 @@ def test_without_javascript_the_addresses_are_plain_text_and_no_dead_button_show
     context = _context(browser, java_script_enabled=False)
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "no-js@example.com")
+        sign_up(page, live_server.url, "no-js@example.com")
         page.goto(live_server.url + "/exchanges/add/htx/")
         ips = page.get_by_test_id("server-ips")
         expect(ips.get_by_test_id("server-ips-text")).to_have_text("198.51.100.7,2001:db8::7")
@@ -143,7 +135,7 @@ def test_key_facts_show_a_binding_that_includes_this_server_and_warn_about_one_t
     context = _context(browser)
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "bound@example.com")
+        sign_up(page, live_server.url, "bound@example.com")
         owner = django_user_model.objects.get(email="bound@example.com")
         here = _checked(owner, "okx", "ip_bound_here")  # bound to 127.0.0.1 and ::1 by OKX
         assert here.status == Status.CONNECTED and "127.0.0.1" in here.ip_addresses
@@ -189,7 +181,7 @@ def test_the_guide_says_when_what_an_exchange_saw_is_not_egress_ips(
     context = _context(browser)
     page = context.new_page()
     try:
-        _sign_up(page, live_server.url, "moved@example.com")
+        sign_up(page, live_server.url, "moved@example.com")
         owner = django_user_model.objects.get(email="moved@example.com")
         refused = _checked(owner, "okx", "ip_elsewhere")  # OKX names the address it saw: 127.0.0.1
         assert refused.status == Status.IP_NOT_ALLOWED

@@ -22,26 +22,17 @@ from exchanges.models import ExchangeConnection
 from exchanges.templatetags.exchanges_tags import usdt
 from exchanges.venues.htx.venue import HTX
 from tests.conftest import demo_key, wait_for
+from tests.e2e.conftest import sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 GOOD = demo_key("demo: good key")
 OTHER_UID = demo_key("demo: bound to 127.0.0.1")  # works from here, HTX uid 63628524
 GOOD_UID, OTHER_UID_NUMBER = 63628520, 63628524
-PASSWORD = "a-long-Passw0rd-for-tests"
 MASKED_GOOD = f"{GOOD[0][:4]}…{GOOD[0][-4:]}"
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _sign_up(page, base: str, email: str) -> None:
-    page.goto(base + "/accounts/signup/")
-    page.get_by_label("Email").fill(email)
-    page.locator("input[name=password1]").fill(PASSWORD)
-    page.locator("input[name=password2]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up").click()
-    expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible()
 
 
 def _open_htx_form(page):
@@ -55,7 +46,7 @@ def _open_htx_form(page):
 
 def _connect_good_key(page, base: str, email: str = "trader@example.com") -> ExchangeConnection:
     """Sign up, connect the good demo key and wait until My Exchanges shows it Connected."""
-    _sign_up(page, base, email)
+    sign_up(page, base, email)
     dialog = _open_htx_form(page)
     dialog.get_by_label("API Key").fill(GOOD[0])
     dialog.get_by_label("Secret Key").fill(GOOD[1])
@@ -414,7 +405,7 @@ def test_the_detail_page_shows_holdings_coverage_key_facts_timeline_and_exports_
 
 
 def test_the_add_exchange_dialog_works_from_the_keyboard(page, live_server):
-    _sign_up(page, live_server.url, "keyboard@example.com")
+    sign_up(page, live_server.url, "keyboard@example.com")
     page.get_by_role("link", name="Add New Exchange").first.focus()
     page.keyboard.press("Enter")
     dialog = page.locator("dialog.modal")
@@ -475,7 +466,7 @@ def test_the_list_follows_a_dark_system_theme(browser, live_server, celery_worke
 
 def test_the_help_guide_opens_from_the_connect_dialog(page, live_server, settings):
     settings.EGRESS_IPS = ["198.51.100.10", "198.51.100.11"]
-    _sign_up(page, live_server.url, "reader@example.com")
+    sign_up(page, live_server.url, "reader@example.com")
     dialog = _open_htx_form(page)
     with page.context.expect_page() as new_page_info:
         dialog.get_by_role("link", name="How to create an HTX API key for this dashboard").click()

@@ -16,10 +16,9 @@ from playwright.sync_api import expect
 from accounts.models import User
 from exchanges import connect_limit
 from exchanges.models import ExchangeConnection
+from tests.e2e.conftest import sign_up
 
 pytestmark = [pytest.mark.browser]
-
-PASSWORD = "a-long-Passw0rd-for-tests"
 
 
 @pytest.fixture(autouse=True)
@@ -31,12 +30,7 @@ def _empty_cache():
 
 
 def _sign_up(page, base: str, email: str) -> User:
-    page.goto(base + "/accounts/signup/")
-    page.get_by_label("Email").fill(email)
-    page.locator("input[name=password1]").fill(PASSWORD)
-    page.locator("input[name=password2]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up").click()
-    expect(page.get_by_role("heading", name="My Exchanges")).to_be_visible()
+    sign_up(page, base, email)
     return User.objects.get(email=email)
 
 
