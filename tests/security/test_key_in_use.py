@@ -220,4 +220,7 @@ def test_a_replacement_key_connected_elsewhere_is_told_only_with_its_secret(sand
     wrong_for_unknown = replaced_with(_wrong_secret(htx.demo_credentials("read_only")))
     assert wrong_for_connected == wrong_for_unknown
     assert wrong_for_connected.startswith("The Secret Key does not match this API Key")
-    assert replaced_with(alices_key) == f"{IN_USE}."
+    told = replaced_with(alices_key)
+    # Said as a refused new key says it: the title, the cause and what to do.
+    assert told.startswith(f"{IN_USE}. HTX accepted the key, but another account")
+    assert "What to do: Create a separate key on HTX" in told
