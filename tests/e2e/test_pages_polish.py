@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.services import access_key_fingerprint
 from tests.conftest import demo_key
-from tests.e2e.test_my_exchanges import _sign_up
+from tests.e2e.conftest import sign_up as _sign_up
 
 pytestmark = pytest.mark.browser
 
