@@ -294,7 +294,8 @@ def test_the_timeline_is_paginated_newest_first(alice_client, alice):
 def test_snapshot_retention_keeps_hourly_then_daily_then_nothing(alice, settings):
     _seed(alice, 1, 1)
     c = ExchangeConnection.objects.get(owner=alice)
-    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    # Midday, so "same day" below never straddles midnight whatever the hour the test runs.
+    now = (timezone.now() - timedelta(days=1)).replace(hour=12, minute=30, second=0, microsecond=0)
     ages = [
         timedelta(hours=2),
         timedelta(days=2, minutes=1),
