@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "accounts",
     "exchanges",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +183,12 @@ EMAIL_BACKEND = env.str(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="dashboard@localhost")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -279,6 +286,34 @@ CHECK_CLAIM_SECONDS = env.int("CHECK_CLAIM_SECONDS", default=180)
 RETRY_BASE_SECONDS = env.int("RETRY_BASE_SECONDS", default=30)
 RETRY_MAX_SECONDS = env.int("RETRY_MAX_SECONDS", default=1800)
 
+# --- Alerts (alerts/, docs/alerts.md) ---------------------------------------------------------
+# Where the links in alert emails and webhooks point: this dashboard's public address.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+SITE_NAME = env.str("SITE_NAME", default="Bitsgap Clone")
+# Mail goes through EMAIL_BACKEND (SMTP in production: EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
+# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL, read below), within this many seconds.
+ALERT_SMTP_TIMEOUT = env.int("ALERT_SMTP_TIMEOUT", default=10)
+# A failed delivery is tried again after base * 2**attempt seconds (capped), until this many hours
+# after the alert; then it is shown as not delivered.
+ALERT_RETRY_BASE_SECONDS = env.int("ALERT_RETRY_BASE_SECONDS", default=30)
+ALERT_RETRY_MAX_SECONDS = env.int("ALERT_RETRY_MAX_SECONDS", default=900)
+ALERT_GIVE_UP_HOURS = env.int("ALERT_GIVE_UP_HOURS", default=72)
+# A worker holds a delivery this long while sending (far more than a send may take).
+ALERT_CLAIM_SECONDS = env.int("ALERT_CLAIM_SECONDS", default=120)
+ALERT_SWEEP_SECONDS = env.int("ALERT_SWEEP_SECONDS", default=15)
+ALERT_SCAN_SECONDS = env.int("ALERT_SCAN_SECONDS", default=60)
+# The daily digest's hour (in TIME_ZONE), for users who chose it.
+ALERT_DIGEST_HOUR = env.int("ALERT_DIGEST_HOUR", default=8)
+# The largest "days before a key dies" a user may choose.
+ALERT_EXPIRY_MAX_DAYS = 30
+# Webhooks: connect and read timeouts (s), the most of an answer read, and whether plain http to a
+# loopback address is allowed (development and tests only; https to public addresses otherwise).
+ALERT_WEBHOOK_TIMEOUT = (3.0, 5.0)
+ALERT_WEBHOOK_MAX_BYTES = 64 * 1024
+ALERT_WEBHOOK_ALLOW_LOOPBACK = env.bool("ALERT_WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+# Telegram's Bot API (sendMessage), configurable so tests and proxies can stand in for it.
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 # Keep Django's LOGGING (and its redaction filter) in worker processes too.
@@ -304,10 +339,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 # Beat's periodic tasks have a queue of their own, which every worker also consumes: a sweep
 # is not stuck behind a wave of thousands of checks (and then discarded as expired).
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"))
+# Alerts have theirs too (alerts.tasks), so a mail is not stuck behind a refresh wave either.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"), Queue("alerts"))
 CELERY_TASK_ROUTES = {
     "exchanges.tasks.queue_due_checks": {"queue": "periodic"},
     "exchanges.tasks.prune_snapshots": {"queue": "periodic"},
+    "alerts.tasks.*": {"queue": "alerts"},
 }
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=30)
 # How many due checks the sweeper puts in one task message. 1: a message per connection (a slow
@@ -327,6 +364,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchanges.tasks.prune_snapshots",
         "schedule": timedelta(hours=1),
         "options": {"expires": 3000},
+    },
+    # Alerts: deliveries due (retries, digests, messages lost with the broker), and what time
+    # has brought (keys about to die, connections failing for longer than the user's threshold).
+    "alerts-deliver-due": {
+        "task": "alerts.tasks.deliver_due",
+        "schedule": timedelta(seconds=ALERT_SWEEP_SECONDS),
+        "options": {"expires": max(ALERT_SWEEP_SECONDS - 1, 1)},
+    },
+    "alerts-scan": {
+        "task": "alerts.tasks.scan",
+        "schedule": timedelta(seconds=ALERT_SCAN_SECONDS),
+        "options": {"expires": max(ALERT_SCAN_SECONDS - 1, 1)},
     },
 }
 

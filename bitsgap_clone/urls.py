@@ -12,4 +12,5 @@ urlpatterns = [
     path("settings/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("exchanges/", include("exchanges.urls")),
+    path("alerts/", include("alerts.urls")),
 ]

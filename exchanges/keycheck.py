@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import SecurityEvent
 from accounts.services import security_log
+from alerts import conditions as alerts
 
 from . import recording, venue_state
 from .claims import claim, release, still_ours
@@ -188,20 +189,21 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
                 pending_passphrase=None,
                 pending_fingerprint=None,
             )
+            connection.refresh_from_db(fields=[*recording.KEY_FIELDS, *PENDING_KEY_FIELDS])
+            security_log(
+                user=connection.owner,
+                kind=SecurityEvent.Kind.KEY_REPLACED,
+                detail=f"{old_masked} → {connection.masked_access_key}",
+            )
+            ConnectionEvent.objects.create(
+                connection=connection,
+                status=connection.status,
+                message=f"Key replaced by {connection.masked_access_key}",
+            )
+            alerts.key_replaced(connection, old_masked)
     except IntegrityError:  # the same key was connected elsewhere meanwhile
         in_use = held_elsewhere(connection, connection.pending_fingerprint) or KEY_IN_ANOTHER_ACCOUNT
         return recording.refuse_replacement(connection, explain("", in_use, venue=venue).title + ".")
-    connection.refresh_from_db(fields=[*recording.KEY_FIELDS, *PENDING_KEY_FIELDS])
-    security_log(
-        user=connection.owner,
-        kind=SecurityEvent.Kind.KEY_REPLACED,
-        detail=f"{old_masked} → {connection.masked_access_key}",
-    )
-    ConnectionEvent.objects.create(
-        connection=connection,
-        status=connection.status,
-        message=f"Key replaced by {connection.masked_access_key}",
-    )
     return recording.record_key(connection, facts, status, kind, balances)
 
 

@@ -124,6 +124,9 @@ class ExchangeConnection(models.Model):
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)  # any finished check
+    # When the connection last went from working to refused (alerts.conditions.FAILING); cleared
+    # when it works again. A pause in between (Temporary) does not restart the count.
+    failing_since = models.DateTimeField(null=True, blank=True)
     refresh_requested_at = models.DateTimeField(null=True, blank=True)  # "Refresh now"
 
     objects = ConnectionQuerySet.as_manager()
@@ -147,6 +150,7 @@ class ExchangeConnection(models.Model):
             # The form's and the worker's look-ups of a key by its fingerprint.
             models.Index(fields=["exchange", "access_key_fingerprint"], name="key_fingerprint_idx"),
             models.Index(fields=["exchange", "pending_fingerprint"], name="pending_fingerprint_idx"),
+            models.Index(fields=["failing_since"], name="failing_since_idx"),
         ]
 
     def __str__(self) -> str:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import SecurityEvent
 from accounts.services import security_log
+from alerts import conditions as alerts
 
 from .claims import next_check, still_ours
 from .egress import normalise
@@ -78,6 +79,7 @@ CHECK_FIELDS = [
     "last_refreshed_at",
     "last_error_at",
     "last_checked_at",
+    "failing_since",
     "replacement_error",
     "updated_at",
 ]
@@ -100,6 +102,7 @@ def _fields_to_save(connection: ExchangeConnection) -> list[str]:
 def _set_status(connection: ExchangeConnection, status: str, message: str) -> None:
     if status != connection.status:
         ConnectionEvent.objects.create(connection=connection, status=status, message=message)
+        alerts.status_changed(connection, connection.status, status)
     connection.status = status
 
 
@@ -198,6 +201,7 @@ def record_key(
                         kind=SecurityEvent.Kind.KEY_REMOVED,
                         detail=f"{connection.masked_access_key}: {venue.name} reports Withdraw permission",
                     )
+                    alerts.key_refused_withdraw(connection)
                 connection.next_check_at = None
             else:
                 _after_refusal(connection)

@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import SecurityEvent
 from accounts.services import security_log
+from alerts import conditions as alerts
 
 from .dispatch import enqueue_check
 from .models import PENDING_KEY_FIELDS, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
@@ -115,6 +116,7 @@ def connection_remove(*, connection: ExchangeConnection) -> None:
             kind=SecurityEvent.Kind.KEY_REMOVED,
             detail=f"{connection.display_name} {connection.masked_access_key}",
         )
+        alerts.connection_removed(connection)
         connection.delete()
 
 

@@ -163,6 +163,7 @@ class HtxVenue(Venue):
         "ip_elsewhere": "demo: bound to ip 203.0.113.7",
         "ip_bound_here": "demo: bound to 127.0.0.1",
         "expired": "demo: expired key",
+        "expiring": "demo: expires in 5 days",
     }
 
 

@@ -1,0 +1,269 @@
+"""When an alert is raised, and what it says.
+
+Changes of a connection raise theirs inside the transaction that writes them (the recording and
+services modules call in here): a key destroyed because it can withdraw, a key replaced, a
+connection removed, a connection working again after an alert that it failed. Conditions that
+time brings are raised by a periodic scan (``scan``), each in its own transaction: a key about
+to expire or be deleted, a connection refused for longer than the user's threshold.
+
+Every alert names the connection by its exchange, label and masked API Key (never more of the
+key), says what happened in the product's words and the one step to take, and links to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from exchanges.explain import explain
+from exchanges.formatting import connection_title, day, moment
+from exchanges.models import ExchangeConnection, Status
+
+from .models import Alert, AlertSettings
+from .outbox import raise_alert, settings_for
+
+# Refused statuses that count as failing (Temporary is the venue's trouble, not the key's).
+FAILING = (
+    Status.INVALID,
+    Status.IP_NOT_ALLOWED,
+    Status.INCORRECT_PERMISSIONS,
+    Status.EXPIRED,
+    Status.TRADING_EXPIRED,
+)
+# A key whose venue deletes it after days without a signed call is only at risk once our own
+# checks have stopped succeeding: looked at once the last success is this old.
+IDLE_AT_RISK_AFTER = timedelta(days=1)
+
+
+def name_of(connection: ExchangeConnection) -> str:
+    """ "HTX · Main account (1a2b…9f8e)": exchange, label and the API Key's masked ends."""
+    title = connection_title(connection)
+    return title if not connection.label else f"{title} ({connection.masked_access_key})"
+
+
+def _link(connection: ExchangeConnection) -> str:
+    return reverse("exchanges:connection-detail", args=[connection.pk])
+
+
+def _raise(connection: ExchangeConnection, kind: str, key: str, title: str, happened: str, fix: str, **kw):
+    name = name_of(connection)
+    return raise_alert(
+        user=connection.owner,
+        connection=kw.pop("connection_ref", connection),
+        kind=kind,
+        dedupe_key=key,
+        title=f"{name}: {title}",
+        happened=happened,
+        fix=fix,
+        link=kw.pop("link", _link(connection)),
+        connection_name=name,
+        exchange_name=connection.exchange_name,
+    )
+
+
+# --- Changes, inside the transaction that writes them ---------------------------------------
+
+
+def status_changed(connection: ExchangeConnection, old: str, new: str) -> None:
+    """A check changed the status (exchanges.recording): start or end a failing episode."""
+    if new in FAILING and connection.failing_since is None and connection.established:
+        connection.failing_since = timezone.now()
+    elif new == Status.CONNECTED and connection.failing_since is not None:
+        episode = _failing_key(connection)
+        connection.failing_since = None
+        if Alert.objects.filter(dedupe_key=episode).exists():
+            prefs = settings_for(connection.owner)
+            if prefs.on_failing:
+                venue = connection.venue
+                _raise(
+                    connection,
+                    Alert.Kind.RECOVERED,
+                    f"recovered:{episode}",
+                    "working again",
+                    f"{venue.name} accepts the key again: balances are refreshing.",
+                    "Nothing to do.",
+                )
+
+
+def key_refused_withdraw(connection: ExchangeConnection) -> None:
+    """A working key gained Withdraw and was destroyed (exchanges.recording)."""
+    if not settings_for(connection.owner).on_security:
+        return
+    said = explain(Status.WITHDRAW_ENABLED, venue=connection.venue)
+    _raise(
+        connection,
+        Alert.Kind.WITHDRAW,
+        f"withdraw:{connection.pk}:{connection.masked_access_key}",
+        "key refused and deleted, it can withdraw",
+        said.cause,
+        said.fix,
+    )
+
+
+def key_replaced(connection: ExchangeConnection, old_masked: str) -> None:
+    """A replacement key was installed (exchanges.keycheck)."""
+    if not settings_for(connection.owner).on_security:
+        return
+    _raise(
+        connection,
+        Alert.Kind.REPLACED,
+        f"replaced:{connection.pk}:{old_masked}:{connection.masked_access_key}",
+        "API key replaced",
+        f"The API Key {old_masked} was replaced by {connection.masked_access_key}; the old key's "
+        "secret was deleted from this dashboard.",
+        "If you did not do this, change your password, sign out other sessions (Settings → Sessions) "
+        f"and delete both keys on {connection.exchange_name}.",
+    )
+
+
+def connection_removed(connection: ExchangeConnection) -> None:
+    """A connection is being removed (exchanges.services), before its row goes."""
+    if not settings_for(connection.owner).on_security:
+        return
+    _raise(
+        connection,
+        Alert.Kind.REMOVED,
+        f"removed:{connection.pk}",
+        "connection removed",
+        f"The connection and its stored keys were deleted from this dashboard. The key itself "
+        f"still exists on {connection.exchange_name}.",
+        f"Delete the key on {connection.exchange_name} too. If you did not remove it, change your "
+        "password and sign out other sessions (Settings → Sessions).",
+        connection_ref=None,
+        link=reverse("exchanges:connection-list"),
+    )
+
+
+# --- Time: the periodic scan ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    what: str  # key, trading, idle
+    at: datetime
+
+
+def _deadlines(connection: ExchangeConnection, now: datetime) -> Iterator[Deadline]:
+    if connection.key_expires_at:
+        yield Deadline("key", connection.key_expires_at)
+    if connection.trading_expires_at and connection.status == Status.CONNECTED:
+        yield Deadline("trading", connection.trading_expires_at)
+    idle = connection.idle_deletion_at
+    if idle and connection.last_verified_at < now - IDLE_AT_RISK_AFTER:
+        yield Deadline("idle", idle)
+
+
+def days_left(at: datetime, now: datetime) -> int:
+    # Whole days, counting a started day, as the status badge counts them.
+    return max(math.ceil((at - now).total_seconds() / 86400), 0)
+
+
+def _expiry_texts(connection: ExchangeConnection, deadline: Deadline, left: int) -> tuple[str, str, str]:
+    venue = connection.venue
+    when = f"on {day(deadline.at)} (in {left} day{'s' if left != 1 else ''})"
+    addresses = f" This server's addresses: {', '.join(settings.EGRESS_IPS)}." if settings.EGRESS_IPS else ""
+    rule = venue.unbound_key_rule
+    bind = (
+        f"On {venue.name}, bind the key to this server's IP addresses, or create a new key and use "
+        "Replace keys on this connection."
+        if rule
+        else f"Create a new key on {venue.name} and use Replace keys on this connection before then."
+    ) + addresses
+    if deadline.what == "idle":
+        return (
+            f"key will be deleted {when}",
+            f"{venue.name} deletes a key after {connection.idle_deletion_days} days without a signed call. "
+            f"Our last successful check was {moment(connection.last_verified_at)}, so {venue.name} "
+            f"deletes this key {when} unless a check succeeds before then.",
+            "Open the connection and fix what stops our checks (its status says what), then use Refresh now.",
+        )
+    why = f" {rule.line(venue.name)}" if rule else ""
+    if deadline.what == "trading":
+        return (
+            f"trading permission expires {when}",
+            f"{venue.name} turns this key's trading permission off {when}.{why}",
+            bind,
+        )
+    return (f"key expires {when}", f"{venue.name} stops accepting this key {when}.{why}", bind)
+
+
+def _expiry_alerts(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> int:
+    raised = 0
+    thresholds = prefs.expiry_thresholds
+    for deadline in _deadlines(connection, now):
+        if deadline.at <= now:
+            continue  # past: the check says Expired, and the failing alert tells it
+        left = days_left(deadline.at, now)
+        crossed = [t for t in thresholds if left <= t]
+        if not crossed:
+            continue
+        threshold = min(crossed)
+        # One alert per threshold and deadline; never two of the same deadline within a day.
+        base = f"expiring:{connection.pk}:{deadline.what}:{deadline.at:%Y%m%d}"
+        recent = Alert.objects.filter(
+            dedupe_key__startswith=f"{base}:", created_at__gt=now - timedelta(days=1)
+        ).exists()
+        if recent:
+            continue
+        title, happened, fix = _expiry_texts(connection, deadline, left)
+        raised += bool(_raise(connection, Alert.Kind.EXPIRING, f"{base}:{threshold}", title, happened, fix))
+    return raised
+
+
+def _failing_key(connection: ExchangeConnection) -> str:
+    return f"failing:{connection.pk}:{connection.failing_since:%Y%m%dT%H%M%S.%f}"
+
+
+def _failing_alert(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> int:
+    if now - connection.failing_since < timedelta(minutes=prefs.failing_minutes):
+        return 0
+    said = explain(connection.status, connection.error_kind, connection.error_detail, venue=connection.venue)
+    since = moment(connection.failing_since)
+    return bool(
+        _raise(
+            connection,
+            Alert.Kind.FAILING,
+            _failing_key(connection),
+            said.title,
+            f"{connection.get_status_display()} since {since}. {said.cause}",
+            said.fix or "Open the connection to see what the exchange said.",
+        )
+    )
+
+
+def scan(now: datetime | None = None) -> int:
+    """Raise what time has brought: keys about to die, connections failing too long."""
+    now = now or timezone.now()
+    horizon = now + timedelta(days=settings.ALERT_EXPIRY_MAX_DAYS)
+    candidates = (
+        ExchangeConnection.objects.filter(established=True, access_key_fingerprint__isnull=False)
+        .filter(
+            Q(failing_since__isnull=False, status__in=FAILING)
+            | Q(key_expires_at__lte=horizon)
+            | Q(trading_expires_at__lte=horizon)
+            | Q(idle_deletion_days__isnull=False, last_verified_at__lt=now - IDLE_AT_RISK_AFTER)
+        )
+        .select_related("owner", "owner__alert_settings")
+        .order_by("pk")
+    )
+    raised = 0
+    for candidate in candidates.iterator(chunk_size=500):
+        prefs = getattr(candidate.owner, "alert_settings", None) or AlertSettings(user=candidate.owner)
+        with transaction.atomic():
+            connection = ExchangeConnection.objects.select_for_update().filter(pk=candidate.pk).first()
+            if connection is None:
+                continue
+            connection.owner = candidate.owner
+            if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
+                raised += _expiry_alerts(connection, prefs, now)
+            if prefs.on_failing and connection.failing_since and connection.status in FAILING:
+                raised += _failing_alert(connection, prefs, now)
+    return raised

@@ -1,0 +1,183 @@
+"""POSTing to an address a user typed (a webhook) without letting it reach inside our network.
+
+- ``https`` only; plain ``http`` only to a loopback address, and only where the operator allows
+  it (ALERT_WEBHOOK_ALLOW_LOOPBACK, on in development and tests).
+- The host is resolved once, every address it resolves to must be a public one (no private,
+  loopback, link-local, shared, multicast or reserved range), and the connection goes to that
+  very address (TLS still checks the host's name), so a DNS answer that changes between the
+  check and the request cannot redirect it.
+- Redirects are not followed, the whole exchange has a deadline, and at most
+  ALERT_WEBHOOK_MAX_BYTES of the answer are read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import urllib3
+from django.conf import settings
+
+
+class UnsafeUrlError(ValueError):
+    """The address may not be called; the message says why, for the user."""
+
+
+class WebhookError(Exception):
+    """The call failed; the message says how, for the user (never a secret)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+def _loopback_allowed() -> bool:
+    return settings.ALERT_WEBHOOK_ALLOW_LOOPBACK
+
+
+def parse(url: str) -> Target:
+    """Check an address's form (not yet where it resolves to)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise UnsafeUrlError("This is not a web address.") from None
+    if parts.username or parts.password:
+        raise UnsafeUrlError("Put no user name or password in the address; use a token in its path instead.")
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in ("https", "http") or not host:
+        raise UnsafeUrlError("Enter a full address starting with https://.")
+    if parts.scheme == "http" and not (_loopback_allowed() and _is_loopback_name(host)):
+        raise UnsafeUrlError("The address must start with https://: alerts are never sent unencrypted.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return not _loopback_allowed()
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or address.is_link_local
+    )
+
+
+def resolve(target: Target) -> str:
+    """The one address to connect to; refuses a host with any non-public address."""
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise WebhookError(f"{target.host} could not be found (DNS).") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise WebhookError(f"{target.host} could not be found (DNS).")
+    for address in addresses:
+        if _refused(address):
+            raise UnsafeUrlError(
+                f"{target.host} points to {address}, a private or internal address: alerts are only "
+                "sent to public addresses."
+            )
+    return str(addresses[0])
+
+
+def check(url: str) -> None:
+    """For a form: refuse an address that could never be called."""
+    target = parse(url)
+    if _is_loopback_name(target.host) or _is_ip(target.host):
+        resolve(target)  # a literal address is judged now; a name is judged when called
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = False) -> Answer:
+    """POST ``body`` and return the status with at most ALERT_WEBHOOK_MAX_BYTES of the answer.
+
+    ``trusted``: an address the operator configured (e.g. Telegram's API base), not a user:
+    its form and addresses are not restricted, the rest (no redirects, deadline, size) holds.
+    """
+    target = parse(url) if not trusted else _parse_trusted(url)
+    address = target.host if trusted else resolve(target)
+    connect, read = settings.ALERT_WEBHOOK_TIMEOUT
+    pool_kwargs = {"timeout": urllib3.Timeout(connect=connect, read=read), "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address, target.port, server_hostname=target.host, assert_hostname=target.host, **pool_kwargs
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, target.port, **pool_kwargs)
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    deadline = time.monotonic() + connect + read
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers={**headers, "Host": host_header, "Content-Length": str(len(body))},
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            release_conn=False,
+        )
+        limit = settings.ALERT_WEBHOOK_MAX_BYTES
+        data = bytearray()
+        for chunk in response.stream(8192, decode_content=False):
+            data += chunk
+            if len(data) > limit or time.monotonic() > deadline:
+                break
+        response.release_conn()
+        return Answer(response.status, bytes(data[:limit]))
+    except urllib3.exceptions.TimeoutError:
+        raise WebhookError(f"{target.host} did not answer within {connect + read:g} s.") from None
+    except urllib3.exceptions.SSLError:
+        raise WebhookError(f"{target.host}'s TLS certificate could not be verified.") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        reason = type(getattr(error, "reason", None) or error).__name__
+        raise WebhookError(f"{target.host} could not be reached ({reason}).") from None
+    finally:
+        pool.close()
+
+
+def _parse_trusted(url: str) -> Target:
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Target(
+        parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), path
+    )
