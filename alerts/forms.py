@@ -61,6 +61,8 @@ class AlertSettingsForm(forms.ModelForm):
             "failing_minutes": forms.NumberInput(attrs={"min": 0, "max": 10080}),
         }
 
+    field_order = ["webhook_mode", "webhook_url", "telegram_bot_token", "telegram_chat_id"]
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["email_mode"].choices = [

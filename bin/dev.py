@@ -65,6 +65,8 @@ def main() -> None:
         demo_environment(env)
     # honcho gives every process its own PORT, so the web port travels as WEB_PORT.
     env["WEB_PORT"] = env.get("PORT", "8000")
+    # Links in alert mails (printed on the worker's console in development) open this dashboard.
+    env.setdefault("SITE_URL", f"http://127.0.0.1:{env['WEB_PORT']}")
     processes = ["web", "worker", "beat"]
     if not env.get("REDIS_URL"):
         port = free_port()
