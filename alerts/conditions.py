@@ -195,36 +195,53 @@ def _expiry_texts(connection: ExchangeConnection, deadline: Deadline, left: int)
     return (f"key expires {when}", f"{venue.name} stops accepting this key {when}.{why}", bind)
 
 
-def _expiry_alerts(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> int:
-    raised = 0
-    thresholds = prefs.expiry_thresholds
+def _expiry_due(
+    connection: ExchangeConnection, prefs: AlertSettings, now: datetime
+) -> list[tuple[str, Deadline]]:
+    """(dedupe key, deadline) of each expiry alert this connection is due, by its own fields."""
+    due = []
     for deadline in _deadlines(connection, now):
         if deadline.at <= now:
             continue  # past: the check says Expired, and the failing alert tells it
         left = days_left(deadline.at, now)
-        crossed = [t for t in thresholds if left <= t]
-        if not crossed:
-            continue
-        threshold = min(crossed)
-        # One alert per threshold and deadline; never two of the same deadline within a day.
-        base = f"expiring:{connection.pk}:{deadline.what}:{deadline.at:%Y%m%d}"
-        recent = Alert.objects.filter(
-            dedupe_key__startswith=f"{base}:", created_at__gt=now - timedelta(days=1)
-        ).exists()
-        if recent:
-            continue
-        title, happened, fix = _expiry_texts(connection, deadline, left)
-        raised += bool(_raise(connection, Alert.Kind.EXPIRING, f"{base}:{threshold}", title, happened, fix))
-    return raised
+        crossed = [t for t in prefs.expiry_thresholds if left <= t]
+        if crossed:
+            # One alert per threshold and deadline, the smallest threshold crossed.
+            due.append((f"{_expiry_base(connection, deadline)}:{min(crossed)}", deadline))
+    return due
+
+
+def _expiry_base(connection: ExchangeConnection, deadline: Deadline) -> str:
+    return f"expiring:{connection.pk}:{deadline.what}:{deadline.at:%Y%m%d}"
+
+
+def _expiry_alert(connection: ExchangeConnection, key: str, deadline: Deadline, now: datetime) -> int:
+    # Never two alerts of one deadline within a day (a key connected 1.5 days before it dies
+    # crosses 7 and then 1 within hours).
+    recent = Alert.objects.filter(
+        dedupe_key__startswith=f"{_expiry_base(connection, deadline)}:",
+        created_at__gt=now - timedelta(days=1),
+    ).exists()
+    if recent:
+        return 0
+    title, happened, fix = _expiry_texts(connection, deadline, days_left(deadline.at, now))
+    return bool(_raise(connection, Alert.Kind.EXPIRING, key, title, happened, fix))
 
 
 def _failing_key(connection: ExchangeConnection) -> str:
     return f"failing:{connection.pk}:{connection.failing_since:%Y%m%dT%H%M%S.%f}"
 
 
-def _failing_alert(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> int:
-    if now - connection.failing_since < timedelta(minutes=prefs.failing_minutes):
-        return 0
+def _failing_due(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> bool:
+    return (
+        prefs.on_failing
+        and connection.failing_since is not None
+        and connection.status in FAILING
+        and now - connection.failing_since >= timedelta(minutes=prefs.failing_minutes)
+    )
+
+
+def _failing_alert(connection: ExchangeConnection) -> int:
     said = explain(connection.status, connection.error_kind, connection.error_detail, venue=connection.venue)
     since = moment(connection.failing_since)
     return bool(
@@ -239,8 +256,37 @@ def _failing_alert(connection: ExchangeConnection, prefs: AlertSettings, now: da
     )
 
 
+def _due(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> list[str]:
+    """Dedupe keys of every alert the connection is due now, judged from its fields alone."""
+    keys = []
+    if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
+        keys += [key for key, _ in _expiry_due(connection, prefs, now)]
+    if _failing_due(connection, prefs, now):
+        keys.append(_failing_key(connection))
+    return keys
+
+
+def _raise_due(pk: int, owner, prefs: AlertSettings, now: datetime) -> int:
+    """Raise what the connection is due, judged again on the row locked for this transaction
+    (a check may have changed it since it was read)."""
+    raised = 0
+    with transaction.atomic():
+        connection = ExchangeConnection.objects.select_for_update().filter(pk=pk).first()
+        if connection is None:
+            return 0
+        connection.owner = owner
+        if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
+            for key, deadline in _expiry_due(connection, prefs, now):
+                raised += _expiry_alert(connection, key, deadline, now)
+        if _failing_due(connection, prefs, now):
+            raised += _failing_alert(connection)
+    return raised
+
+
 def scan(now: datetime | None = None) -> int:
-    """Raise what time has brought: keys about to die, connections failing too long."""
+    """Raise what time has brought: keys about to die, connections failing too long. Rows with
+    nothing new due cost no query beyond the one that reads them (and one per 500 for the alerts
+    already raised), so a scan of thousands of keys a month from expiry stays cheap."""
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.ALERT_EXPIRY_MAX_DAYS)
     candidates = (
@@ -255,15 +301,23 @@ def scan(now: datetime | None = None) -> int:
         .order_by("pk")
     )
     raised = 0
+    chunk: list[tuple[ExchangeConnection, AlertSettings, list[str]]] = []
     for candidate in candidates.iterator(chunk_size=500):
         prefs = getattr(candidate.owner, "alert_settings", None) or AlertSettings(user=candidate.owner)
-        with transaction.atomic():
-            connection = ExchangeConnection.objects.select_for_update().filter(pk=candidate.pk).first()
-            if connection is None:
-                continue
-            connection.owner = candidate.owner
-            if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
-                raised += _expiry_alerts(connection, prefs, now)
-            if prefs.on_failing and connection.failing_since and connection.status in FAILING:
-                raised += _failing_alert(connection, prefs, now)
+        keys = _due(candidate, prefs, now)
+        if keys:
+            chunk.append((candidate, prefs, keys))
+        if len(chunk) >= 500:
+            raised += _raise_chunk(chunk, now)
+            chunk = []
+    return raised + _raise_chunk(chunk, now)
+
+
+def _raise_chunk(chunk: list[tuple[ExchangeConnection, AlertSettings, list[str]]], now: datetime) -> int:
+    wanted = {key for _, _, keys in chunk for key in keys}
+    raised_before = set(Alert.objects.filter(dedupe_key__in=wanted).values_list("dedupe_key", flat=True))
+    raised = 0
+    for candidate, prefs, keys in chunk:
+        if set(keys) - raised_before:
+            raised += _raise_due(candidate.pk, candidate.owner, prefs, now)
     return raised
