@@ -69,7 +69,7 @@ def email(user, address: str, alerts: Sequence[Alert], key: str) -> None:
     else:
         subject = f"[{settings.SITE_NAME}] {len(alerts)} alerts about your exchange keys"
     message = EmailMultiAlternatives(
-        subject=subject,
+        subject=" ".join(subject.split()),  # a label is the user's text: never a header break
         body=render_to_string("alerts/email/alert.txt", context),
         to=[address],
         headers={
@@ -162,7 +162,12 @@ def telegram(prefs: AlertSettings, alert: Alert) -> None:
     body = json.dumps(
         {"chat_id": prefs.telegram_chat_id, "text": telegram_text(alert), "disable_web_page_preview": True}
     ).encode()
-    answer = _post(url, body, {"Content-Type": "application/json"}, "Telegram", trusted=True)
+    try:
+        answer = _post(url, body, {"Content-Type": "application/json"}, "Telegram", trusted=True)
+    except SendError:
+        raise
+    except Exception as error:  # whatever it is, its text may hold the address, hence the token
+        raise SendError(f"Telegram could not be reached ({type(error).__name__}).") from None
     try:
         said = json.loads(answer.body)
     except ValueError:
