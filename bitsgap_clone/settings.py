@@ -339,8 +339,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 # Beat's periodic tasks have a queue of their own, which every worker also consumes: a sweep
 # is not stuck behind a wave of thousands of checks (and then discarded as expired).
-# Alerts have theirs too (alerts.tasks), so a mail is not stuck behind a refresh wave either.
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"), Queue("alerts"))
+# Alerts have theirs too (alerts.tasks), and so do the checks a user is waiting for (a new key,
+# Refresh now, a replacement: exchanges.dispatch), so neither is stuck behind a refresh wave.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"), Queue("alerts"), Queue("interactive"))
 CELERY_TASK_ROUTES = {
     "exchanges.tasks.queue_due_checks": {"queue": "periodic"},
     "exchanges.tasks.prune_snapshots": {"queue": "periodic"},

@@ -18,6 +18,9 @@ from .models import ExchangeConnection, Status
 logger = logging.getLogger(__name__)
 
 CHECK_TASK = "exchanges.tasks.check_connection"
+# Checks a user waits for have a queue of their own, which every worker also consumes: a new
+# key's check is not stuck behind a wave of thousands of refreshes on the default queue.
+INTERACTIVE_QUEUE = "interactive"
 
 
 def connection_check_not_sent(connection_id: int) -> None:
@@ -30,7 +33,7 @@ def connection_check_not_sent(connection_id: int) -> None:
 
 def _send_check(connection_id: int) -> None:
     try:
-        current_app.send_task(CHECK_TASK, args=[connection_id])
+        current_app.send_task(CHECK_TASK, args=[connection_id], queue=INTERACTIVE_QUEUE)
     except OperationalError:
         # The broker is down. The row is saved as Verifying, so queue_due_checks queues it
         # once the broker is back: the user's submission is not lost, and is shown as queued.

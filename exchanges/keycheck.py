@@ -89,7 +89,7 @@ def connection_check(*, connection_id: int) -> str | None:
     )
     in_use = ""
     try:
-        with venue_state.client_for(connection) as client:
+        with venue_state.client_for(connection, interactive=user_waiting(connection)) as client:
             facts = inspect_key(venue, client, prior)
             status, kind = status_from_facts(facts)
             if not connection.established and status != Status.WITHDRAW_ENABLED:
@@ -121,6 +121,12 @@ def connection_check(*, connection_id: int) -> str | None:
         return recording.refuse_key_in_use(connection, in_use or KEY_IN_ANOTHER_ACCOUNT)
 
 
+def user_waiting(connection: ExchangeConnection) -> bool:
+    """Someone is watching this check: a key not yet working (its dialog polls), a "Refresh now",
+    a replacement. Its requests may use the slots the gate keeps for them (kit.gate)."""
+    return not connection.established or connection.refreshing or connection.replacing
+
+
 def held_elsewhere(connection: ExchangeConnection, fingerprint: str | None) -> str:
     """Whether another connection already uses this key (one the venue accepted), as the error
     kind to tell: the user's own, or another account's; "" if none.
@@ -146,7 +152,7 @@ def _check_replacement(connection: ExchangeConnection) -> str | None:
     key of the same account; otherwise it is discarded and the current key stays in place."""
     venue = connection.venue
     try:
-        with venue_state.client_for(connection, pending=True) as client:
+        with venue_state.client_for(connection, pending=True, interactive=True) as client:
             facts = inspect_key(venue, client, Prior(described=True))
             status, kind = status_from_facts(facts)
             if status != Status.CONNECTED:

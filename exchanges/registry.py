@@ -4,8 +4,9 @@ sandboxes and contract tests come from here; adding an exchange is its folder pl
 
 Per-venue settings follow the venue's ``env_prefix``: ``<PREFIX>_API_URL``,
 ``<PREFIX>_CONNECT_TIMEOUT``, ``<PREFIX>_READ_TIMEOUT``, ``<PREFIX>_MAX_CONCURRENT_REQUESTS``,
-``<PREFIX>_GATE_WAIT_SECONDS``, ``<PREFIX>_CLOCK_SYNC_SECONDS``, taken from Django's settings
-when defined there, else from the environment, else the defaults below.
+``<PREFIX>_GATE_WAIT_SECONDS``, ``<PREFIX>_CLOCK_SYNC_SECONDS``,
+``<PREFIX>_INTERACTIVE_RESERVED_REQUESTS``, taken from Django's settings when defined there,
+else from the environment, else the defaults below.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DEFAULTS = {
     "MAX_CONCURRENT_REQUESTS": 48,
     "GATE_WAIT_SECONDS": 20.0,
     "CLOCK_SYNC_SECONDS": 60,
+    # Of MAX_CONCURRENT_REQUESTS, the slots only user-initiated checks may take (kit.gate).
+    "INTERACTIVE_RESERVED_REQUESTS": 8,
 }
 
 

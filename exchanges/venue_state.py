@@ -53,19 +53,23 @@ def gate_for(venue: Venue) -> Gate:
     with _lock:
         gate = _gates.get(venue.id)
         if gate is None:
+            cap = int(registry.setting(venue, "MAX_CONCURRENT_REQUESTS"))
             gate = _gates[venue.id] = Gate(
                 client,
-                cap=int(registry.setting(venue, "MAX_CONCURRENT_REQUESTS")),
+                cap=cap,
                 lease_seconds=sum(registry.timeout(venue)) + 5,
                 max_wait_seconds=float(registry.setting(venue, "GATE_WAIT_SECONDS")),
                 prefix=f"{venue.id}:gate",
                 limit_for=venue.limit_for,
+                # At most a quarter of the cap, so a small cap still leaves refreshes room.
+                reserved=min(int(registry.setting(venue, "INTERACTIVE_RESERVED_REQUESTS")), cap // 4),
             )
         return gate
 
 
-def client_for(connection, *, pending: bool = False) -> VenueClient:
-    """A client signing with the connection's key, or with the replacement key it holds."""
+def client_for(connection, *, pending: bool = False, interactive: bool = False) -> VenueClient:
+    """A client signing with the connection's key, or with the replacement key it holds.
+    ``interactive``: a user is waiting for this check (its requests may use the gate's reserve)."""
     venue = connection.venue
     if pending:
         key, secret, passphrase = (
@@ -86,7 +90,7 @@ def client_for(connection, *, pending: bool = False) -> VenueClient:
         base_url=registry.api_url(venue),
         credentials=credentials,
         timeout=registry.timeout(venue),
-        gate=gate_for(venue),
+        gate=gate_for(venue).interactive() if interactive else gate_for(venue),
         scope=scope,
     )
 
@@ -133,6 +137,8 @@ def prices(venue: Venue, client: VenueClient, site: str = "") -> dict[str, Decim
 
 
 def forget_process_state() -> None:
-    """Drop what this process remembers between checks (clock offsets, prices): for tests."""
+    """Drop what this process remembers between checks (clock offsets, prices, gates built from
+    the settings of the time): for tests."""
+    _gates.clear()
     _clocks.clear()
     _prices_memo.clear()

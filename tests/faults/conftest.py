@@ -276,9 +276,11 @@ def own_redis():
     server.stop()
 
 
-def queued_messages(client, queue: str = "celery") -> int:
-    """Messages waiting in the queue plus those delivered but not yet acknowledged."""
-    return client.llen(queue) + client.hlen("unacked")
+def queued_messages(client) -> int:
+    """Messages waiting in any of our queues plus those delivered but not yet acknowledged."""
+    from django.conf import settings
+
+    return sum(client.llen(queue.name) for queue in settings.CELERY_TASK_QUEUES) + client.hlen("unacked")
 
 
 @contextlib.contextmanager

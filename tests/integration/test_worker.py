@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from exchanges import services
+from exchanges.dispatch import INTERACTIVE_QUEUE
 from exchanges.models import ExchangeConnection, Status
 from tests.conftest import demo_key, wait_for
 
@@ -71,7 +72,7 @@ def test_task_messages_carry_only_the_connection_id(alice):
         owner=alice, exchange="htx", label="", access_key=GOOD[0], secret_key=GOOD[1]
     )
     broker = redis.Redis.from_url(os.environ["REDIS_URL"])
-    raw = broker.lrange("celery", 0, -1)
+    raw = broker.lrange(INTERACTIVE_QUEUE, 0, -1)  # a check the user waits for has its own queue
     assert len(raw) == 1
     message = json.loads(raw[0])
     body = base64.b64decode(message["body"]).decode()

@@ -121,3 +121,39 @@ def test_the_client_asks_the_gate_before_every_call(sandbox, gate):
     keys = {key.decode() for key in gate.client.scan_iter(f"{gate.prefix}:rate:*")}
     assert keys == {f"{gate.prefix}:rate:ip:timestamp", f"{gate.prefix}:rate:uid:63628520:accounts"}
     assert client.calls == 2
+
+
+def test_a_wave_holding_every_slot_it_may_take_leaves_the_reserved_ones_to_a_waiting_user(gate):
+    """A refresh wave takes cap - reserved slots at most; a check a user waits for (a new key,
+    Refresh now, a replacement) is admitted at once on the reserved ones, and never above the cap."""
+    import contextlib
+
+    gate.reserved = 1
+    gate.max_wait_seconds = 0.2
+    with contextlib.ExitStack() as wave:
+        for n in range(gate.cap - gate.reserved):
+            wave.enter_context(gate.slot("/v1/account/accounts", f"uid:{n}"))
+        # One more refresh must wait: the rest is reserved.
+        with pytest.raises(GateBusy), gate.slot("/v1/account/accounts", "uid:late"):
+            pass
+        started = time.monotonic()
+        with gate.interactive().slot("/v1/account/accounts", "uid:user"):
+            assert time.monotonic() - started < 0.1
+            assert gate.in_flight() == gate.cap
+            # The cap itself holds for everyone.
+            with pytest.raises(GateBusy), gate.interactive().slot("/v1/account/accounts", "uid:user2"):
+                pass
+    assert gate.in_flight() == 0
+
+
+def test_the_reserve_is_at_most_a_quarter_of_a_venues_cap(settings):
+    from exchanges import venue_state
+    from exchanges.registry import get
+
+    venue_state.forget_process_state()
+    settings.HTX_MAX_CONCURRENT_REQUESTS = 48
+    assert venue_state.gate_for(get("htx")).reserved == 8
+    venue_state.forget_process_state()
+    settings.HTX_MAX_CONCURRENT_REQUESTS = 4
+    assert venue_state.gate_for(get("htx")).reserved == 1
+    venue_state.forget_process_state()

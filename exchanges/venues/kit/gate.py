@@ -31,7 +31,7 @@ import redis
 from .errors import GateBusy, GateUnavailable
 from .venue import Limit
 
-__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable"]
+__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable", "InteractiveGate"]
 
 # Share of each limit we allow ourselves: requests take a few ms to reach the venue, so a
 # window measured here and the venue's are not exactly the same.
@@ -86,19 +86,27 @@ class Gate:
     max_wait_seconds: float = 20.0
     prefix: str = "htx:gate"
     limit_for: Callable[[str], Limit] = _any_limit
+    # Slots of the cap only checks a user is waiting for may take (a new key, Refresh now, a
+    # replacement): a refresh wave holding every other slot never makes them queue behind it.
+    reserved: int = 0
 
     def __post_init__(self) -> None:
         self._admit = self.client.register_script(_ADMIT)
 
+    def interactive(self) -> InteractiveGate:
+        """This gate as seen by a check a user is waiting for: the reserved slots count too."""
+        return InteractiveGate(self)
+
     @contextmanager
-    def slot(self, path: str, scope: str) -> Iterator[None]:
+    def slot(self, path: str, scope: str, *, interactive: bool = False) -> Iterator[None]:
+        cap = self.cap if interactive else self.cap - self.reserved
         rule = self.limit_for(path)
         if rule.shared:
             scope = PUBLIC_SCOPE
         inflight = f"{self.prefix}:inflight"
         token = uuid.uuid4().hex
         limit = max(rule.weight, int(rule.limit * SAFETY))
-        args = (self.cap, int(self.lease_seconds * 1000), token, limit, rule.window_ms, rule.weight)
+        args = (cap, int(self.lease_seconds * 1000), token, limit, rule.window_ms, rule.weight)
         keys = (inflight, f"{self.prefix}:rate:{scope}:{rule.group}", f"{self.prefix}:ban")
         deadline = time.monotonic() + self.max_wait_seconds
         pause = 0.002
@@ -138,3 +146,20 @@ class Gate:
         """Requests holding a slot now (leases of dead workers not counted)."""
         seconds, micros = self.client.time()
         return int(self.client.zcount(f"{self.prefix}:inflight", seconds * 1000 + micros // 1000, "+inf"))
+
+
+@dataclass(frozen=True)
+class InteractiveGate:
+    """A gate's admission for a check a user is waiting for (``Gate.interactive``): the same
+    limits, bans and leases, with the reserved slots of the cap open to it."""
+
+    gate: Gate
+
+    def slot(self, path: str, scope: str) -> contextlib.AbstractContextManager[None]:
+        return self.gate.slot(path, scope, interactive=True)
+
+    def block(self, seconds: float) -> None:
+        self.gate.block(seconds)
+
+    def in_flight(self) -> int:
+        return self.gate.in_flight()
