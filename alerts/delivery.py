@@ -64,6 +64,11 @@ def deliver(delivery_id: int) -> str | None:
         Delivery.objects.select_related("alert__connection").filter(claim_token=token).order_by("alert_id")
     )
     prefs = settings_for(user)
+    switched_off = _switched_off(prefs, held)
+    if switched_off:
+        # The user turned this channel off since the alert was raised (an unsubscribe, a webhook
+        # removed): not sent, and said so, rather than retried for days.
+        return _failed(held, token, switched_off, give_up=True)
     try:
         _send(user, prefs, held)
     except channels.SendError as error:
@@ -93,12 +98,23 @@ def _send(user, prefs: AlertSettings, held: list[Delivery]) -> None:
         channels.webhook(prefs, held[0].alert, held[0])
 
 
-def _failed(held: list[Delivery], token: uuid.UUID, reason: str) -> str:
+def _switched_off(prefs: AlertSettings, held: list[Delivery]) -> str:
+    """Why these deliveries' channel is no longer wanted, or "" (a test is sent when asked)."""
+    if all(d.alert.kind == Alert.Kind.TEST for d in held):
+        return ""
+    if held[0].channel == Delivery.Channel.EMAIL and not prefs.email_enabled:
+        return "Not sent: alert emails were turned off."
+    if held[0].channel == Delivery.Channel.WEBHOOK and not prefs.webhook_on:
+        return "Not sent: the webhook was turned off."
+    return ""
+
+
+def _failed(held: list[Delivery], token: uuid.UUID, reason: str, *, give_up: bool = False) -> str:
     now = timezone.now()
     attempts = max(d.attempts for d in held) + 1
     oldest = min(d.alert.created_at for d in held)
     test = all(d.alert.kind == Alert.Kind.TEST for d in held)
-    give_up = test or now - oldest > timedelta(hours=settings.ALERT_GIVE_UP_HOURS)
+    give_up = give_up or test or now - oldest > timedelta(hours=settings.ALERT_GIVE_UP_HOURS)
     pause = min(settings.ALERT_RETRY_BASE_SECONDS * 2 ** (attempts - 1), settings.ALERT_RETRY_MAX_SECONDS)
     Delivery.objects.filter(claim_token=token, state=Delivery.State.PENDING).update(
         state=Delivery.State.FAILED if give_up else Delivery.State.PENDING,

@@ -165,3 +165,24 @@
     }, fallback);
   });
 })();
+
+// Alerts settings: show the webhook fields of the chosen mode (JSON: the address and signing
+// secret; Telegram: bot token and chat id). Without JS every field shows, and the form's own
+// checks say which are needed.
+(function () {
+  "use strict";
+  function sync(select) {
+    var form = select.form;
+    form.querySelectorAll("[data-webhook-mode]").forEach(function (part) {
+      part.hidden = part.getAttribute("data-webhook-mode") !== select.value;
+    });
+  }
+  function setUp() {
+    var select = document.getElementById("id_webhook_mode");
+    if (select && select.form.querySelector("[data-webhook-mode]")) sync(select);
+  }
+  document.addEventListener("DOMContentLoaded", setUp);
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "id_webhook_mode") sync(event.target);
+  });
+})();
