@@ -152,10 +152,11 @@ class Deadline:
 
 
 def _deadlines(connection: ExchangeConnection, now: datetime) -> Iterator[Deadline]:
-    if connection.key_expires_at:
+    if connection.key_expires_at and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
         yield Deadline("key", connection.key_expires_at)
     if connection.trading_expires_at and connection.status == Status.CONNECTED:
         yield Deadline("trading", connection.trading_expires_at)
+    # Whatever the status: it is when checks stop succeeding (refused, venue down) that it counts.
     idle = connection.idle_deletion_at
     if idle and connection.last_verified_at < now - IDLE_AT_RISK_AFTER:
         yield Deadline("idle", idle)
@@ -217,12 +218,16 @@ def _expiry_base(connection: ExchangeConnection, deadline: Deadline) -> str:
 
 def _expiry_alert(connection: ExchangeConnection, key: str, deadline: Deadline, now: datetime) -> int:
     # Never two alerts of one deadline within a day (a key connected 1.5 days before it dies
-    # crosses 7 and then 1 within hours).
+    # crosses 7 and then 1 within hours). A deadline computed from whole days left (HTX's
+    # validDays) moves by hours from one check to the next, across a date too: a deadline within
+    # a day of one already told about at this threshold is the same deadline.
+    prefix = f"expiring:{connection.pk}:{deadline.what}"
+    threshold = key.rsplit(":", 1)[1]
+    told = [f"{prefix}:{deadline.at + timedelta(days=d):%Y%m%d}:{threshold}" for d in (-1, 1)]
     recent = Alert.objects.filter(
-        dedupe_key__startswith=f"{_expiry_base(connection, deadline)}:",
-        created_at__gt=now - timedelta(days=1),
+        dedupe_key__startswith=f"{prefix}:", created_at__gt=now - timedelta(days=1)
     ).exists()
-    if recent:
+    if recent or Alert.objects.filter(dedupe_key__in=told).exists():
         return 0
     title, happened, fix = _expiry_texts(connection, deadline, days_left(deadline.at, now))
     return bool(_raise(connection, Alert.Kind.EXPIRING, key, title, happened, fix))
@@ -259,7 +264,7 @@ def _failing_alert(connection: ExchangeConnection) -> int:
 def _due(connection: ExchangeConnection, prefs: AlertSettings, now: datetime) -> list[str]:
     """Dedupe keys of every alert the connection is due now, judged from its fields alone."""
     keys = []
-    if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
+    if prefs.on_expiry:
         keys += [key for key, _ in _expiry_due(connection, prefs, now)]
     if _failing_due(connection, prefs, now):
         keys.append(_failing_key(connection))
@@ -275,7 +280,7 @@ def _raise_due(pk: int, owner, prefs: AlertSettings, now: datetime) -> int:
         if connection is None:
             return 0
         connection.owner = owner
-        if prefs.on_expiry and connection.status in (Status.CONNECTED, Status.TRADING_EXPIRED):
+        if prefs.on_expiry:
             for key, deadline in _expiry_due(connection, prefs, now):
                 raised += _expiry_alert(connection, key, deadline, now)
         if _failing_due(connection, prefs, now):
