@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -78,8 +80,10 @@ def _is_loopback_name(host: str) -> bool:
 
 
 def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # Judged by the IPv4 address inside: mapped, or 6to4 (which Python counts as public).
+        # (NAT64's 64:ff9b::/96 is within ::/8, reserved.)
+        address = address.ipv4_mapped or address.sixtofour or address
     if address.is_loopback:
         return not _loopback_allowed()
     return (
@@ -141,8 +145,13 @@ def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = Fals
     else:
         pool = urllib3.HTTPConnectionPool(address, target.port, **pool_kwargs)
     default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    host = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
+    host_header = host if target.port == default_port else f"{host}:{target.port}"
     deadline = time.monotonic() + connect + read
+    # The read timeout bounds each wait for a packet, not the exchange: a server sending a byte
+    # now and then would hold the worker for hours. At the deadline the socket is shut, whatever
+    # the call is waiting for (the headers or the body).
+    watchdog = _Watchdog(pool, connect + read)
     try:
         response = pool.urlopen(
             "POST",
@@ -161,16 +170,54 @@ def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = Fals
             if len(data) > limit or time.monotonic() > deadline:
                 break
         response.release_conn()
+        if watchdog.fired:  # the answer was cut at the deadline
+            raise urllib3.exceptions.TimeoutError
         return Answer(response.status, bytes(data[:limit]))
-    except urllib3.exceptions.TimeoutError:
-        raise WebhookError(f"{target.host} did not answer within {connect + read:g} s.") from None
-    except urllib3.exceptions.SSLError:
-        raise WebhookError(f"{target.host}'s TLS certificate could not be verified.") from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
+        # urllib3's NewConnectionError (refused, unreachable) is a ConnectTimeoutError by descent.
+        timed_out = isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(
+            error, urllib3.exceptions.NewConnectionError
+        )
+        if watchdog.fired or timed_out:
+            raise WebhookError(f"{target.host} did not answer within {connect + read:g} s.") from None
+        if isinstance(error, urllib3.exceptions.SSLError):
+            raise WebhookError(f"{target.host}'s TLS certificate could not be verified.") from None
         reason = type(getattr(error, "reason", None) or error).__name__
         raise WebhookError(f"{target.host} could not be reached ({reason}).") from None
     finally:
+        watchdog.cancel()
         pool.close()
+
+
+class _Watchdog:
+    """Shuts the pool's connection's socket once ``seconds`` have passed."""
+
+    def __init__(self, pool, seconds: float):
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        sockets = self._sockets
+
+        class Watched(pool.ConnectionCls):
+            def connect(self):
+                super().connect()
+                sockets.append(self.sock)
+
+        pool.ConnectionCls = Watched
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    # The plain socket's shutdown, under a TLS layer too: the blocked read ends.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _parse_trusted(url: str) -> Target:
