@@ -83,6 +83,9 @@ def deliver(delivery_id: int) -> str | None:
         attempts=held[0].attempts + 1,
         last_error="",
     )
+    if not done:  # our claim lapsed mid-send and another worker took it over
+        logger.warning("delivery %s was sent after its claim lapsed", delivery_id)
+        return None
     logger.info("delivery %s sent by %s (%d alerts)", delivery_id, first.channel, done)
     return Delivery.State.SENT
 
