@@ -271,6 +271,22 @@ class BalanceLine(models.Model):
         return f"{self.total} {self.currency.upper()} ({self.account_type})"
 
 
+class SnapshotPruneMark(models.Model):
+    """Where the last snapshots_prune finished (one row), so that the next one looks only at the
+    snapshots that have aged into a coarser bucket, arrived, or stopped being a connection's
+    latest since then, instead of every snapshot kept."""
+
+    pruned_at = models.DateTimeField()  # the `now` that prune used
+    max_snapshot_id = models.BigIntegerField()  # the newest snapshot it had seen
+    hourly_days = models.PositiveIntegerField()  # the settings it pruned with
+    daily_days = models.PositiveIntegerField()
+    # Latest snapshots older than a day, left out of their bucket because they were latest.
+    protected = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"snapshots pruned at {self.pruned_at:%Y-%m-%d %H:%M}"
+
+
 class ConnectionEvent(models.Model):
     connection = models.ForeignKey(ExchangeConnection, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
