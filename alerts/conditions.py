@@ -49,21 +49,33 @@ def name_of(connection: ExchangeConnection) -> str:
     return title if not connection.label else f"{title} ({connection.masked_access_key})"
 
 
-def _link(connection: ExchangeConnection) -> str:
-    return reverse("exchanges:connection-detail", args=[connection.pk])
-
-
-def _raise(connection: ExchangeConnection, kind: str, key: str, title: str, happened: str, fix: str, **kw):
+def _raise(
+    connection: ExchangeConnection,
+    kind: str,
+    key: str,
+    title: str,
+    happened: str,
+    fix: str,
+    *,
+    removed: bool = False,
+):
+    """Raise an alert about ``connection``, named and linked; a removed one links to the list
+    and is not referred to (its row is about to go)."""
     name = name_of(connection)
+    link = (
+        reverse("exchanges:connection-list")
+        if removed
+        else reverse("exchanges:connection-detail", args=[connection.pk])
+    )
     return raise_alert(
         user=connection.owner,
-        connection=kw.pop("connection_ref", connection),
+        connection=None if removed else connection,
         kind=kind,
         dedupe_key=key,
         title=f"{name}: {title}",
         happened=happened,
         fix=fix,
-        link=kw.pop("link", _link(connection)),
+        link=link,
         connection_name=name,
         exchange_name=connection.exchange_name,
     )
@@ -137,8 +149,7 @@ def connection_removed(connection: ExchangeConnection) -> None:
         f"still exists on {connection.exchange_name}.",
         f"Delete the key on {connection.exchange_name} too. If you did not remove it, change your "
         "password and sign out other sessions (Settings → Sessions).",
-        connection_ref=None,
-        link=reverse("exchanges:connection-list"),
+        removed=True,
     )
 
 
