@@ -95,22 +95,28 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def resolve(target: Target) -> str:
-    """The one address to connect to; refuses a host with any non-public address."""
+def addresses(target: Target) -> list[str]:
+    """The addresses to connect to, in the resolver's order; refuses a host with any non-public
+    address."""
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise WebhookError(f"{target.host} could not be found (DNS).") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    if not addresses:
+    found = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    if not found:
         raise WebhookError(f"{target.host} could not be found (DNS).")
-    for address in addresses:
+    for address in found:
         if _refused(address):
             raise UnsafeUrlError(
                 f"{target.host} points to {address}, a private or internal address: alerts are only "
                 "sent to public addresses."
             )
-    return str(addresses[0])
+    return [str(address) for address in found]
+
+
+def resolve(target: Target) -> str:
+    """The first address to connect to (see ``addresses``)."""
+    return addresses(target)[0]
 
 
 def check(url: str) -> None:
@@ -128,16 +134,36 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+class _Unreachable(Exception):
+    """This address refused or could not be routed to: the next one may answer."""
+
+
 def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = False) -> Answer:
     """POST ``body`` and return the status with at most ALERT_WEBHOOK_MAX_BYTES of the answer.
+    Each address the host resolves to is tried in turn while the last one refused the
+    connection (a name with an IPv6 and an IPv4 address, one of them not served), all within one
+    deadline.
 
     ``trusted``: an address the operator configured (e.g. Telegram's API base), not a user:
     its form and addresses are not restricted, the rest (no redirects, deadline, size) holds.
     """
     target = parse(url) if not trusted else _parse_trusted(url)
-    address = target.host if trusted else resolve(target)
     connect, read = settings.ALERT_WEBHOOK_TIMEOUT
-    pool_kwargs = {"timeout": urllib3.Timeout(connect=connect, read=read), "retries": False, "maxsize": 1}
+    deadline = time.monotonic() + connect + read
+    reason = ""
+    for address in [target.host] if trusted else addresses(target):
+        try:
+            return _post_to(target, address, body, headers, deadline)
+        except _Unreachable as error:
+            reason = str(error)
+    raise WebhookError(f"{target.host} could not be reached ({reason}).")
+
+
+def _post_to(target: Target, address: str, body: bytes, headers: dict[str, str], deadline: float) -> Answer:
+    connect, read = settings.ALERT_WEBHOOK_TIMEOUT
+    left = max(deadline - time.monotonic(), 0.001)
+    timeout = urllib3.Timeout(connect=min(connect, left), read=min(read, left))
+    pool_kwargs = {"timeout": timeout, "retries": False, "maxsize": 1}
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address, target.port, server_hostname=target.host, assert_hostname=target.host, **pool_kwargs
@@ -147,11 +173,10 @@ def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = Fals
     default_port = 443 if target.scheme == "https" else 80
     host = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
     host_header = host if target.port == default_port else f"{host}:{target.port}"
-    deadline = time.monotonic() + connect + read
     # The read timeout bounds each wait for a packet, not the exchange: a server sending a byte
     # now and then would hold the worker for hours. At the deadline the socket is shut, whatever
     # the call is waiting for (the headers or the body).
-    watchdog = _Watchdog(pool, connect + read)
+    watchdog = _Watchdog(pool, left)
     try:
         response = pool.urlopen(
             "POST",
@@ -175,14 +200,15 @@ def post(url: str, body: bytes, headers: dict[str, str], *, trusted: bool = Fals
         return Answer(response.status, bytes(data[:limit]))
     except (urllib3.exceptions.HTTPError, OSError) as error:
         # urllib3's NewConnectionError (refused, unreachable) is a ConnectTimeoutError by descent.
-        timed_out = isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(
-            error, urllib3.exceptions.NewConnectionError
-        )
+        refused = isinstance(error, urllib3.exceptions.NewConnectionError)
+        timed_out = isinstance(error, urllib3.exceptions.TimeoutError) and not refused
         if watchdog.fired or timed_out:
             raise WebhookError(f"{target.host} did not answer within {connect + read:g} s.") from None
         if isinstance(error, urllib3.exceptions.SSLError):
             raise WebhookError(f"{target.host}'s TLS certificate could not be verified.") from None
         reason = type(getattr(error, "reason", None) or error).__name__
+        if refused:
+            raise _Unreachable(reason) from None
         raise WebhookError(f"{target.host} could not be reached ({reason}).") from None
     finally:
         watchdog.cancel()

@@ -378,3 +378,27 @@ def test_nothing_listening_is_said_plainly(loopback_allowed):
         port = s.getsockname()[1]
     with pytest.raises(safe_http.WebhookError, match=r"could not be reached \(\w+"):
         safe_http.post(f"http://127.0.0.1:{port}/", b"{}", {})
+
+
+def test_a_name_whose_first_address_refuses_is_reached_on_the_next(loopback_allowed, serve, monkeypatch):
+    """Debian's /etc/hosts gives "localhost" ::1 before 127.0.0.1: a server listening on IPv4 only
+    is still reached (each address is tried in turn while the last one refused)."""
+    server = serve()  # 127.0.0.1 only
+    real = socket.getaddrinfo
+
+    def dual_stack(host, port, *args, **kwargs):  # what such a resolver answers for localhost
+        if host == "localhost":
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dual_stack)
+    assert safe_http.addresses(safe_http.parse(f"http://localhost:{server.port}/")) == ["::1", "127.0.0.1"]
+    assert safe_http.post(f"http://localhost:{server.port}/x", b"1", {}).status == 200
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nobody = unused.getsockname()[1]
+    with pytest.raises(safe_http.WebhookError, match="could not be reached"):
+        safe_http.post(f"http://localhost:{nobody}/x", b"1", {})  # nobody on either: said so
