@@ -4,7 +4,7 @@ real Redis and PostgreSQL.
 
 Run from the repository root: .venv/bin/python bench/refresh_scale.py [--keys N] [--latency-ms N]
     [--workers N] [--concurrency N] [--cap N] [--batch N] [--venues htx,binance]
-    [--redis-url URL] [--sweep-seconds N]
+    [--redis-url URL] [--sweep-seconds N] [--connects N]
 
 What runs where:
 - PostgreSQL: a database of its own (created and dropped here) on the server DATABASE_URL names
@@ -35,6 +35,11 @@ together: one pool of workers serves them all), the sandboxes' CPU and the machi
 the requests per refresh, the most requests in flight at once as its sandbox saw them against
 the cap, checks the gate gave back, and the busiest window of the venue's limits (HTX: per UID
 and endpoint, requests HTX would have refused: 0; Binance: weight per IP and budget).
+
+--connects N (issue #12, target 4): while the wave runs, N fresh users each connect a new HTX key
+in Chromium, one after the other, as connect_latency.py does (the site under gunicorn, 2 sync
+workers, on this machine too); click on Connect -> the row says Connected, p95 against 1.5 s, of
+the attempts that ended before the wave's last refresh.
 """
 
 from __future__ import annotations
@@ -346,6 +351,107 @@ def _venues_arg(text: str) -> list[BenchVenue]:
     return [VENUES[name] for name in names]
 
 
+# --- Connect during the wave (--connects) ----------------------------------------------------------
+
+CONNECT_P95_MS_MAX = 1500.0
+CONNECT_BROWSER_ENV = {
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "SESSION_COOKIE_SECURE": "0",
+    "CSRF_COOKIE_SECURE": "0",
+    "SECURE_HSTS_SECONDS": "0",
+    "BEHIND_TLS_PROXY": "0",
+    "CONNECT_RATE_LIMIT": "100000/h/user,100000/h/ip",
+}
+
+
+class ConnectsDuringWave:
+    """Fresh users, each connecting one new HTX key in Chromium while the wave runs, one after
+    the other (connect_latency.py's steps and probe): click on Connect -> the row says Connected.
+    The site runs under gunicorn (2 sync workers); the checks go to the same Celery workers as the
+    wave, on their own queue (exchanges.dispatch.INTERACTIVE_QUEUE)."""
+
+    def __init__(self, count: int, logs: Path) -> None:
+        self.count, self.logs = count, logs
+        self.results: list[tuple[float, float, float]] = []  # (start s, end s, click -> Connected ms)
+        self.errors: list[str] = []
+        self.server = self.thread = None
+
+    def prepare(self) -> None:
+        from _common import free_port, start_gunicorn
+        from connect_latency import CHROMIUM
+        from django.contrib.auth import get_user_model
+        from page_load import login_sessions, seed_user
+
+        if not Path(CHROMIUM).exists():
+            raise SystemExit(f"--connects needs Chromium at {CHROMIUM} (CHROMIUM_PATH)")
+        users = get_user_model().objects.bulk_create(
+            seed_user(f"wave-connect-{n}") for n in range(self.count)
+        )
+        self.sessions = login_sessions(users)
+        port = free_port()
+        self.server = start_gunicorn(
+            "_static_wsgi:application", port, self.logs / "connect-server.log", workers=2,
+            extra=["--pythonpath", str(ROOT / "bench")],
+        )  # fmt: skip
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self, keys: list[tuple[str, dict]], t0: float) -> None:
+        import threading
+
+        self.thread = threading.Thread(target=self._run, args=(keys, t0), daemon=True)
+        self.thread.start()
+
+    def _run(self, keys: list[tuple[str, dict]], t0: float) -> None:
+        from connect_latency import CHROMIUM, attempt
+        from django.conf import settings
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+            )
+            try:
+                for session, (api_key, entry) in zip(self.sessions, keys, strict=True):
+                    cookie = {"name": settings.SESSION_COOKIE_NAME, "value": session, "url": self.base}
+                    started = time.perf_counter() - t0
+                    try:
+                        marks = attempt(browser, self.base, cookie, (api_key, entry["secret"]))
+                    except Exception as exc:  # noqa: BLE001 (counted and said, not hidden)
+                        self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                        continue
+                    ended = time.perf_counter() - t0
+                    self.results.append((started, ended, marks["connected"] - marks["click"]))
+            finally:
+                browser.close()
+
+    def report(self, wave_seconds: float) -> None:
+        """Figures of the attempts; p95 of those that ended before the wave's last refresh."""
+        from _common import percentile
+
+        self.thread.join(timeout=300)
+        during = sorted(ms for _, end, ms in self.results if end <= wave_seconds)
+        every = sorted(ms for _, _, ms in self.results)
+        figure("connect_during_wave_attempts", len(every), "attempts")
+        figure("connect_during_wave_within_the_wave", len(during), "attempts (ended before its last refresh)")
+        figure("connect_during_wave_failed", len(self.errors), "attempts")
+        for error in self.errors[:3]:
+            note(f"connect attempt failed: {error}")
+        figure("connect_during_wave_all_p50_ms", percentile(every, 0.50), "ms (every attempt)", 0)
+        figure("connect_during_wave_p50_ms", percentile(during, 0.50), "ms", 0)
+        figure("connect_during_wave_max_ms", during[-1] if during else float("nan"), "ms", 0)
+        ok = len(during) >= 1 and not self.errors
+        target(
+            "connect_during_wave_p95_ms",
+            percentile(during, 0.95) if ok else float("nan"),
+            CONNECT_P95_MS_MAX,
+            digits=0,
+        )
+
+    def stop(self) -> None:
+        stop_process(self.server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=KEYS)
@@ -366,10 +472,22 @@ def main() -> None:
         help="a Redis database to use instead of an own redis-server; it is emptied (FLUSHDB) first",
     )
     parser.add_argument("--sweep-seconds", type=float, default=30.0, help="queue_due_checks again this often")
+    parser.add_argument(
+        "--connects",
+        type=int,
+        default=0,
+        help="during the wave, connect this many new HTX keys in Chromium, one after the other, and "
+        "measure click -> Connected as connect_latency.py does (issue #12, target 4)",
+    )
     args = parser.parse_args()
     venues: list[BenchVenue] = args.venues
-    indices = {venue.id: range(n, args.keys, len(venues)) for n, venue in enumerate(venues)}
-    expected = {venue.id: len(indices[venue.id]) for venue in venues}
+    indices = {venue.id: list(range(n, args.keys, len(venues))) for n, venue in enumerate(venues)}
+    if args.connects:
+        if "htx" not in indices:
+            parser.error("--connects connects HTX keys: include htx in --venues")
+        # The keys connected during the wave: in HTX's sandbox, not seeded as connections.
+        indices["htx"] += range(args.keys, args.keys + args.connects)
+    expected = {venue.id: len(range(n, args.keys, len(venues))) for n, venue in enumerate(venues)}
     objects = {venue.id: venue.resolve() for venue in venues}
 
     from bitsgap_clone import embedded_redis
@@ -392,6 +510,7 @@ def main() -> None:
         redis.Redis.from_url(args.redis_url).flushdb()
     sandboxes = contextlib.ExitStack()
     workers: list = []
+    connects = None
     try:
         urls: dict[str, str] = {}
         pids: dict[str, int] = {}
@@ -412,6 +531,8 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         }
+        if args.connects:  # what the site needs to be served over plain http to one browser
+            env.update(CONNECT_BROWSER_ENV)
         for venue in venues:
             prefix = objects[venue.id].env_prefix
             env[f"{prefix}_API_URL"] = urls[venue.id]
@@ -433,6 +554,8 @@ def main() -> None:
         _seed(args.keys, venues)
         spread = ", ".join(f"{expected[v.id]} {objects[v.id].name}" for v in venues)
         note(f"seeded {args.keys} connected keys ({spread}) in {time.perf_counter() - started:.1f} s")
+        seeded_max = ExchangeConnection.objects.aggregate(m=Max("pk"))["m"]
+        connects = ConnectsDuringWave(args.connects, ROOT / ".bench-logs") if args.connects else None
 
         logs = ROOT / ".bench-logs"
         logs.mkdir(exist_ok=True)
@@ -443,6 +566,8 @@ def main() -> None:
         while len(app.control.ping(timeout=1.0)) < args.workers:
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 raise RuntimeError("a worker did not start; see .bench-logs/")
+        if connects:
+            connects.prepare()
         for url in urls.values():
             _sandbox_stats(url, "DELETE")
         cpu_before = sum(_cpu_seconds(w.pid) for w in workers)
@@ -457,7 +582,9 @@ def main() -> None:
         queued = queue_due_checks()
         enqueue_s = time.perf_counter() - t0
         enqueue_cpu_ms = (time.process_time() - cpu0) * 1000 / max(queued, 1)  # per check
-        refreshed = ExchangeConnection.objects.filter(last_refreshed_at__gte=wave_start)
+        if connects:
+            connects.start([_htx_key(args.keys + n) for n in range(args.connects)], t0)
+        refreshed = ExchangeConnection.objects.filter(last_refreshed_at__gte=wave_start, pk__lte=seeded_max)
         done_by: dict[str, int] = {}
         finished: dict[str, float] = {}  # venue -> seconds until its last key was refreshed
         requeued, next_sweep = 0, t0 + args.sweep_seconds
@@ -479,7 +606,8 @@ def main() -> None:
         machine_cpu = _machine_cpu_seconds() - machine_before
         stats = {v: _sandbox_stats(url) for v, url in urls.items()}
         not_connected = dict(
-            ExchangeConnection.objects.exclude(status=Status.CONNECTED)
+            ExchangeConnection.objects.filter(pk__lte=seeded_max)
+            .exclude(status=Status.CONNECTED)
             .values_list("exchange")
             .annotate(n=Count("id"))
             .order_by()
@@ -531,6 +659,8 @@ def main() -> None:
             figure(f"refresh_{v}_requests_per_refresh", s["requests"] / n, "requests", 2)
             figure(f"refresh_{v}_peak_in_flight", s["peak_in_flight"], f"requests (cap {args.cap})")
             refused[v] = venue.limits(s)
+        if connects:
+            connects.report(total_s)
         target("refresh_all_within_s", total_s if done >= args.keys else float("nan"), TOTAL_SECONDS_MAX)
         target("refresh_cpu_ms_per_refresh", cpu_ms, CPU_MS_PER_REFRESH_MAX)
         for venue in venues:
@@ -538,6 +668,8 @@ def main() -> None:
             target(f"refresh_{v}_peak_in_flight_over_cap", stats[v]["peak_in_flight"] - args.cap, 0, digits=0)
             target(f"refresh_{v}_requests_over_{v}_limits", refused[v], 0, digits=0)
     finally:
+        if connects is not None:
+            connects.stop()
         for worker in workers:
             stop_process(worker, timeout=20)
         sandboxes.close()
