@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -143,3 +144,17 @@ def sandbox_process(target: Callable, *args, start_timeout: float = 120.0) -> It
         if child.is_alive():
             child.kill()
             child.join(5)
+
+
+def postgres_database(base_url: str, name: str, *, create: bool) -> str:
+    """Drop the database `name` on the server `base_url` names (and create it anew when `create`);
+    returns its URL. Benchmarks seed and measure in a database of their own."""
+    import psycopg
+
+    parts = urlsplit(base_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))

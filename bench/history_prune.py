@@ -40,11 +40,10 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import ROOT, figure, note, target  # noqa: E402
+from _common import ROOT, figure, note, postgres_database, target  # noqa: E402
 
 DB_NAME = "bench_prune"
 SQL_FIRST_RATIO_MAX = 0.2  # the SQL prune's first run at most a fifth of the walk's time
@@ -53,18 +52,6 @@ HOURLY_RUN_S_MAX = 5.0  # an hourly prune for 10,000 connections
 FIVE_MINUTES = timedelta(minutes=5)
 YEAR_TICKS = 365 * 24 * 12
 CURRENCIES = ["usdt", "btc", "eth", "sol", "xrp", "trx", "doge", "ada", "ltc", "ht"]
-
-
-def _database(base_url: str, name: str, *, create: bool) -> str:
-    import psycopg
-
-    parts = urlsplit(base_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 # --- the baseline: snapshots_prune as it was before it moved to SQL ----------------------------
@@ -335,7 +322,7 @@ def main() -> None:
         note("history_prune needs PostgreSQL; set DATABASE_URL to a postgres:// URL")
         return
     try:
-        database_url = _database(base_url, DB_NAME, create=True)
+        database_url = postgres_database(base_url, DB_NAME, create=True)
     except Exception as exc:  # noqa: BLE001 (any reason: say it and stop)
         note(f"history_prune needs PostgreSQL ({type(exc).__name__}: {exc}); set DATABASE_URL")
         return
@@ -405,7 +392,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        _database(base_url, DB_NAME, create=False)
+        postgres_database(base_url, DB_NAME, create=False)
 
 
 if __name__ == "__main__":

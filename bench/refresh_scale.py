@@ -56,7 +56,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,6 +64,7 @@ from _common import (  # noqa: E402
     cores,
     figure,
     note,
+    postgres_database,
     python,
     sandbox_process,
     serve_sandbox_until_told,
@@ -269,18 +269,6 @@ def _machine_cpu_seconds() -> float:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     busy = sum(int(v) for v in fields) - int(fields[3]) - int(fields[4])  # minus idle and iowait
     return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _database(base_url: str, name: str, *, create: bool) -> str:
-    import psycopg
-
-    parts = urlsplit(base_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def _seed(keys: int, venues: list[BenchVenue]) -> None:
@@ -495,7 +483,7 @@ def main() -> None:
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     db_name = f"bench_refresh_{os.getpid()}"
     try:
-        database_url = _database(base_url, db_name, create=True)
+        database_url = postgres_database(base_url, db_name, create=True)
     except Exception as exc:  # noqa: BLE001 (any reason: say it and stop)
         note(f"refresh_scale needs PostgreSQL ({type(exc).__name__}: {exc}); set DATABASE_URL")
         figure("refresh_total_s", float("nan"), "s")
@@ -682,7 +670,7 @@ def main() -> None:
             connections.close_all()
         except Exception:  # noqa: BLE001,S110 (Django may not be set up yet)
             pass
-        _database(base_url, db_name, create=False)
+        postgres_database(base_url, db_name, create=False)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ nothing to do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-import redis
 from celery import shared_task
 from django import db
 from django.conf import settings
 
-from . import keycheck, selectors, services, venue_state
+from . import keycheck, queue_marks, selectors, services
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +50,16 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
     return [keycheck.connection_check(connection_id=connection_id) for connection_id in connection_ids]
 
 
-# The sweeper marks what it sends, so a row still waiting in the queue (a wave longer than
-# SWEEP_SECONDS) is not sent again at every sweep. The mark goes when the check starts, and
-# lapses after the visibility timeout, by which time the broker has redelivered or lost the
-# message; a Redis restart loses marks and messages together, so both are sent again.
+# What the sweeper sent is marked until its check starts (exchanges.queue_marks).
 QUEUED_MARK = "exchanges:queued:{}"
 
 
 def _mark_queued(ids: list[int]) -> list[int]:
-    """The ids not already waiting in the queue, now marked as sent."""
-    ttl = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    pipe = venue_state.redis_client().pipeline(transaction=False)
-    for connection_id in ids:
-        pipe.set(QUEUED_MARK.format(connection_id), 1, nx=True, ex=ttl)
-    return [connection_id for connection_id, fresh in zip(ids, pipe.execute(), strict=True) if fresh]
+    return queue_marks.mark(QUEUED_MARK, ids)
 
 
 def _unmark_queued(ids: list[int]) -> None:
-    with contextlib.suppress(redis.RedisError):  # if Redis is gone, the mark lapses by itself
-        venue_state.redis_client().delete(*(QUEUED_MARK.format(connection_id) for connection_id in ids))
+    queue_marks.unmark(QUEUED_MARK, ids)
 
 
 @shared_task(ignore_result=True)

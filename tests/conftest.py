@@ -278,3 +278,25 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, message=No
         time.sleep(interval)
     detail = message() if callable(message) else message
     raise AssertionError(f"condition not met in {timeout} s" + (f": {detail}" if detail else ""))
+
+
+# --- Real receivers of alerts (tests/alerts/servers.py), on loopback ---------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    """A running SMTP server (aiosmtpd) recording every mail; stop and start it to take the mail
+    server down and up."""
+    from tests.alerts.servers import SmtpServer
+
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_server():
+    """A running HTTP server recording every webhook; `webhook_server.url()` is an address."""
+    from tests.alerts.servers import WebhookServer
+
+    with WebhookServer() as server:
+        yield server

@@ -5,17 +5,13 @@ and its unsubscribe link works without logging in."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import socket
-import threading
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -36,54 +32,14 @@ BEAT_READY = b"beat: Starting..."
 SCAN_SECONDS = 2
 
 
-# --- A real SMTP server on loopback ----------------------------------------------------------
+# --- The mails, as a real SMTP server on loopback received them ---------------------------------
+# (the `smtp_server` fixture of tests/conftest.py: tests/alerts/servers.py's SmtpServer)
 
 
-class Mailbox:
-    """What an aiosmtpd server on 127.0.0.1 received, as parsed messages in arrival order."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
-        with self._lock:
-            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-            self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-    def wait(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
-        """Block until `count` messages have arrived; return them all."""
-        wait_for(
-            lambda: len(self.messages) >= count,
-            timeout=timeout,
-            message=lambda: (
-                f"{len(self.messages)} of {count} mails arrived: {[str(m['Subject']) for m in self.messages]}"
-            ),
-        )
-        with self._lock:
-            return list(self.messages)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    mailbox = Mailbox()
-    quiet = logging.getLogger("mail.log")  # aiosmtpd logs every SMTP command at INFO
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
-    controller = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    mailbox.port = controller.port
-    yield mailbox
-    controller.stop()
-    quiet.setLevel(level)
+def _mails(smtp_server, count: int, timeout: float = 30.0) -> list[EmailMessage]:
+    """Block until `count` mails have arrived; return them all, parsed, in arrival order."""
+    received = smtp_server.wait_for(count, timeout=timeout)
+    return [message_from_bytes(mail.raw, policy=policy.default) for mail in received]
 
 
 def _part(message: EmailMessage, subtype: str) -> str:
@@ -161,7 +117,7 @@ def test_a_key_about_to_expire_is_mailed_with_its_connection_and_unsubscribe_nee
 def _scenario(browser, page, base, sandbox, smtp_server, tmp_path, screenshot) -> None:
     # 1. Sign up, then confirm the address with the link from the mail the SMTP server received.
     sign_up(page, base, EMAIL)
-    [confirmation] = smtp_server.wait(1)
+    [confirmation] = _mails(smtp_server, 1)
     assert confirmation["To"] == EMAIL
     confirm_url = re.search(r"https?://\S+/accounts/confirm-email/\S+/", _text(confirmation)).group(0)
     assert confirm_url.startswith(base + "/")
@@ -235,7 +191,7 @@ def _scenario(browser, page, base, sandbox, smtp_server, tmp_path, screenshot) -
     )
 
     # 5. Beat's scan raises the alert, the worker mails it.
-    confirmation, alert_mail = smtp_server.wait(2, timeout=45)
+    confirmation, alert_mail = _mails(smtp_server, 2, timeout=45)
     subject = str(alert_mail["Subject"])
     text, html = _text(alert_mail), _html(alert_mail)
     assert alert_mail["To"] == EMAIL
@@ -277,7 +233,7 @@ def _scenario(browser, page, base, sandbox, smtp_server, tmp_path, screenshot) -
     expect(result).to_have_attribute("data-state", "sent", timeout=30_000)
     expect(result).to_contain_text("Sent")
     expect(result).to_contain_text("check your inbox")
-    mails = smtp_server.wait(3)
+    mails = _mails(smtp_server, 3)
     test_mail = mails[2]
     assert str(test_mail["Subject"]).endswith("Test alert") and test_mail["To"] == EMAIL
     _tall(page)
@@ -288,7 +244,7 @@ def _scenario(browser, page, base, sandbox, smtp_server, tmp_path, screenshot) -
     log = (tmp_path / "beat.log").read_text()
     assert log.count("alerts.tasks.scan") >= 3, log
     assert Alert.objects.filter(kind=Alert.Kind.EXPIRING).count() == 1
-    assert [str(m["Subject"]).count("key expires") for m in smtp_server.wait(3)] == [0, 1, 0]
+    assert [str(m["Subject"]).count("key expires") for m in _mails(smtp_server, 3)] == [0, 1, 0]
 
     # 8. Unsubscribe from the List-Unsubscribe address, in a new (logged-out) browser.
     context = browser.new_context(viewport={"width": 375, "height": 700})

@@ -27,8 +27,6 @@ from django.utils import timezone
 from alerts import conditions
 from alerts.models import Delivery
 from tests.alerts.servers import (
-    SmtpServer,
-    WebhookServer,
     alert_user,
     expiring_connections,
     receipt,
@@ -38,18 +36,6 @@ from tests.conftest import wait_for
 from tests.faults.conftest import elapsed
 
 N = 20  # alerts raised in each scenario
-
-
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def webhook_server():
-    with WebhookServer() as server:
-        yield server
 
 
 def _keys(channel: str) -> list[str]:

@@ -17,8 +17,6 @@ from alerts.models import Alert, Delivery
 from exchanges import services
 from exchanges.models import ExchangeConnection, Status
 from tests.alerts.servers import (
-    SmtpServer,
-    WebhookServer,
     alert_user,
     expiring_connections,
     worker_env,
@@ -27,18 +25,6 @@ from tests.conftest import demo_key, start_celery, stop_process, wait_for, worke
 
 EXPIRES_IN_5_DAYS = demo_key("demo: expires in 5 days")
 BOT_TOKEN = "987654321:AAHtelegramBotTokenMustNeverBeLogged_xyz"
-
-
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def webhook_server():
-    with WebhookServer() as server:
-        yield server
 
 
 def _forget_messages() -> None:
