@@ -12,7 +12,6 @@ key), says what happened in the product's words and the one step to take, and li
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exchanges.explain import explain
-from exchanges.formatting import connection_title, day, moment
+from exchanges.formatting import connection_title, day, days_left, moment
 from exchanges.models import ExchangeConnection, Status
 
 from .models import Alert, AlertSettings
@@ -84,7 +83,7 @@ def _raise(
 # --- Changes, inside the transaction that writes them ---------------------------------------
 
 
-def status_changed(connection: ExchangeConnection, old: str, new: str) -> None:
+def status_changed(connection: ExchangeConnection, new: str) -> None:
     """A check changed the status (exchanges.recording): start or end a failing episode."""
     if new in FAILING and connection.failing_since is None and connection.established:
         connection.failing_since = timezone.now()
@@ -171,11 +170,6 @@ def _deadlines(connection: ExchangeConnection, now: datetime) -> Iterator[Deadli
     idle = connection.idle_deletion_at
     if idle and connection.last_verified_at < now - IDLE_AT_RISK_AFTER:
         yield Deadline("idle", idle)
-
-
-def days_left(at: datetime, now: datetime) -> int:
-    # Whole days, counting a started day, as the status badge counts them.
-    return max(math.ceil((at - now).total_seconds() / 86400), 0)
 
 
 def _expiry_texts(connection: ExchangeConnection, deadline: Deadline, left: int) -> tuple[str, str, str]:

@@ -3,6 +3,7 @@ rule each, used by the templates (exchanges_tags) and by the messages the views 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import Decimal
 
@@ -29,6 +30,12 @@ def day(value: datetime | None) -> str:
     if value is None:
         return ""
     return dateformat.format(timezone.localtime(value) if timezone.is_aware(value) else value, DAY_FORMAT)
+
+
+def days_left(moment: datetime, now: datetime | None = None) -> int:
+    """Whole days left until ``moment``, counting a started day: a key valid for 4.2 more days
+    has 5 left. The status badge ("Expires in 5 days") and the alerts count alike."""
+    return max(math.ceil((moment - (now or timezone.now())).total_seconds() / 86400), 0)
 
 
 def usdt(value: Decimal | None) -> str:

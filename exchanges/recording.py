@@ -102,7 +102,7 @@ def _fields_to_save(connection: ExchangeConnection) -> list[str]:
 def _set_status(connection: ExchangeConnection, status: str, message: str) -> None:
     if status != connection.status:
         ConnectionEvent.objects.create(connection=connection, status=status, message=message)
-        alerts.status_changed(connection, connection.status, status)
+        alerts.status_changed(connection, status)
     connection.status = status
 
 

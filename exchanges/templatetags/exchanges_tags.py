@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from functools import lru_cache
 
@@ -132,23 +131,25 @@ def explanation(connection: ExchangeConnection) -> Explanation:
     return explain(connection.status, connection.error_kind, connection.error_detail, venue=connection.venue)
 
 
-def _days_left(moment) -> int:
-    # Whole days left, counting a started day: a key valid for 5 more days says 5.
-    return max(math.ceil((moment - timezone.now()).total_seconds() / 86400), 0)
-
-
 @register.simple_tag
 def status_badge(connection: ExchangeConnection) -> str:
     e = explain(connection.status, connection.error_kind, venue=connection.venue)
     label, tone = connection.get_status_display(), e.tone
     if connection.status == Status.CONNECTED:
         # The whole key's expiry first (nothing works after it), then the trading right's.
-        if connection.key_expires_at and _days_left(connection.key_expires_at) <= EXPIRY_WARNING_DAYS:
-            label, tone = f"Expires in {_days_left(connection.key_expires_at)} days", "warn"
-        elif (
-            connection.trading_expires_at and _days_left(connection.trading_expires_at) <= EXPIRY_WARNING_DAYS
+        if (
+            connection.key_expires_at
+            and formatting.days_left(connection.key_expires_at) <= EXPIRY_WARNING_DAYS
         ):
-            label, tone = f"Trading expires in {_days_left(connection.trading_expires_at)} days", "warn"
+            label, tone = f"Expires in {formatting.days_left(connection.key_expires_at)} days", "warn"
+        elif (
+            connection.trading_expires_at
+            and formatting.days_left(connection.trading_expires_at) <= EXPIRY_WARNING_DAYS
+        ):
+            label, tone = (
+                f"Trading expires in {formatting.days_left(connection.trading_expires_at)} days",
+                "warn",
+            )
     spinner = mark_safe('<span class="spinner" aria-hidden="true"></span>') if tone == "pending" else ""
     return format_html(
         '<span class="badge badge-{}" data-testid="status">{}<span aria-hidden="true">{}</span> {}</span>',
