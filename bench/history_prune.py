@@ -270,7 +270,7 @@ def _year_kept_times(now: datetime) -> list[datetime]:
 def _measure_size(now: datetime, connections_n: int) -> None:
     from django.db import connection
 
-    from exchanges.services import snapshots_prune
+    from exchanges.retention import snapshots_prune
 
     snapshots, lines, connections, _ = _tables()
     kept = _year_kept_times(now)
@@ -348,7 +348,7 @@ def main() -> None:
         django.setup()
         from django.core.management import call_command
 
-        from exchanges.services import snapshots_prune
+        from exchanges.retention import snapshots_prune
 
         call_command("migrate", verbosity=0)
         snapshots, lines, _, _ = _tables()

@@ -19,7 +19,7 @@ from celery import shared_task
 from django import db
 from django.conf import settings
 
-from . import keycheck, queue_marks, selectors, services
+from . import keycheck, queue_marks, retention, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -82,4 +82,4 @@ def queue_due_checks() -> int:
 
 @shared_task(ignore_result=True)
 def prune_snapshots() -> int:
-    return services.snapshots_prune()
+    return retention.snapshots_prune()

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from exchanges import keycheck, selectors, services
+from exchanges import keycheck, retention, selectors, services
 from exchanges.models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from exchanges.venues.htx.venue import HTX
 from tests.conftest import demo_key
@@ -308,7 +308,7 @@ def test_snapshot_retention_keeps_hourly_then_daily_then_nothing(alice, settings
         s = BalanceSnapshot.objects.create(connection=c, total_usdt=Decimal(1))
         BalanceSnapshot.objects.filter(pk=s.pk).update(taken_at=now - age)
     before = BalanceSnapshot.objects.filter(connection=c).count()
-    removed = services.snapshots_prune(now=now)
+    removed = retention.snapshots_prune(now=now)
     # same hour on day 2: one goes; same day on day 30: one goes; day 400: goes
     assert removed == 3
     assert BalanceSnapshot.objects.filter(connection=c).count() == before - 3

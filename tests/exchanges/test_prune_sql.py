@@ -12,7 +12,7 @@ import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
-from exchanges import services
+from exchanges import retention
 from exchanges.models import BalanceLine, BalanceSnapshot, ExchangeConnection, SnapshotPruneMark, Status
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +94,7 @@ def test_hour_buckets_keep_their_newest_and_the_last_day_is_kept_whole(alice):
     before_hour = _snap(c, hour - US)  # 11:59:59.999999: alone in hour 11
     on_hour = _snap(c, hour)  # 12:00:00 goes: a newer one in hour 12
     newest_of_hour = _snap(c, hour + 10 * US)
-    removed = services.snapshots_prune(now=NOW)
+    removed = retention.snapshots_prune(now=NOW)
     kept = _kept()
     assert {at_edge, just_past_b, before_hour, newest_of_hour, *recent} <= kept
     assert {just_past_a, on_hour}.isdisjoint(kept)
@@ -116,7 +116,7 @@ def test_day_buckets_beyond_the_hourly_days_and_nothing_beyond_the_daily_days(al
     at_daily_edge = _snap(c, daily_edge)
     past_daily_edge = _snap(c, daily_edge - US)
     ancient = _snap(c, NOW - 900 * D)
-    removed = services.snapshots_prune(now=NOW)
+    removed = retention.snapshots_prune(now=NOW)
     kept = _kept()
     assert {hour_side, day_side, late, early_newer, at_daily_edge} <= kept
     assert {day_side_older, early, past_daily_edge, ancient}.isdisjoint(kept)
@@ -127,17 +127,17 @@ def test_a_latest_snapshot_is_kept_however_old_and_takes_no_buckets_place(alice)
     c = _connection(alice)
     ancient = _snap(c, NOW - 1000 * D, latest=True)  # the connection stopped refreshing long ago
     _snap(c, NOW - 1000 * D - 5 * US)  # older still: goes
-    assert services.snapshots_prune(now=NOW) == 1
+    assert retention.snapshots_prune(now=NOW) == 1
     assert _kept() == {ancient}
     # In an hour bucket: the latest and the newest of the others are both kept.
     c2 = _connection(alice, "0002")
     latest = _snap(c2, NOW - 3 * D, latest=True)
     same_hour = [_snap(c2, NOW - 3 * D - timedelta(minutes=m)) for m in (5, 10, 15)]
-    assert services.snapshots_prune(now=NOW + H) == 2
+    assert retention.snapshots_prune(now=NOW + H) == 2
     assert {latest, same_hour[0]} <= _kept() and same_hour[1] not in _kept()
     # It refreshes again: the old latest is an ordinary snapshot of its bucket and the older goes.
     _snap(c2, NOW + H, latest=True)
-    assert services.snapshots_prune(now=NOW + 2 * H) == 1
+    assert retention.snapshots_prune(now=NOW + 2 * H) == 1
     assert latest in _kept() and same_hour[0] not in _kept()
     assert ExchangeConnection.objects.get(pk=c.pk).latest_snapshot_id == ancient
 
@@ -148,7 +148,7 @@ def test_lines_go_with_their_snapshot_and_stay_with_the_kept(alice):
     newest = _snap(c, NOW - 2 * D, lines=4)
     older = _snap(c, NOW - 2 * D - timedelta(minutes=1), lines=5)
     gone = _snap(c, NOW - 400 * D, lines=6)
-    assert services.snapshots_prune(now=NOW) == 2
+    assert retention.snapshots_prune(now=NOW) == 2
     assert not BalanceLine.objects.filter(snapshot_id__in=[older, gone]).exists()
     assert BalanceLine.objects.filter(snapshot_id=latest).count() == 3
     assert BalanceLine.objects.filter(snapshot_id=newest).count() == 4
@@ -161,7 +161,7 @@ def test_two_connections_have_buckets_of_their_own(alice, bob):
     a1, a2 = _snap(a, at), _snap(a, at - timedelta(minutes=1))
     b1, b2 = _snap(b, at - timedelta(minutes=2)), _snap(b, at - timedelta(minutes=3))
     a_day, b_day = _snap(a, NOW - 30 * D), _snap(b, NOW - 30 * D + H)  # alone in their day
-    assert services.snapshots_prune(now=NOW) == 2
+    assert retention.snapshots_prune(now=NOW) == 2
     assert _kept() == {a1, b1, a_day, b_day}
     assert {a2, b2}.isdisjoint(_kept())
 
@@ -173,18 +173,18 @@ def test_a_second_prune_deletes_nothing_and_reads_only_what_aged_since(alice):
         _snap(c, NOW - timedelta(minutes=minutes, seconds=90))
     newest_id = max(_kept())
     expected = _python_walk(NOW, 7, 365)
-    assert services.snapshots_prune(now=NOW) == len(expected) > 2000
+    assert retention.snapshots_prune(now=NOW) == len(expected) > 2000
     mark = SnapshotPruneMark.objects.get()
     assert mark.pruned_at == NOW and mark.max_snapshot_id == newest_id
-    assert services.snapshots_prune(now=NOW) == 0
+    assert retention.snapshots_prune(now=NOW) == 0
     with CaptureQueriesContext(db) as captured:
-        assert services.snapshots_prune(now=NOW + timedelta(seconds=30)) == 0
+        assert retention.snapshots_prune(now=NOW + timedelta(seconds=30)) == 0
     ranking = next(q["sql"] for q in captured.captured_queries if "ROW_NUMBER" in q["sql"])
     assert "s.taken_at >= " in ranking.split("WHERE", 1)[1]  # restricted to ranges, not every row
     # An hour later: 12 snapshots aged past a day (11 go: 6 of hour 12, joining the one kept
     # there, and 5 of hour 13) and one hour past 7 days (1 goes: its day keeps its newest).
     expected = _python_walk(NOW + H, 7, 365)
-    assert services.snapshots_prune(now=NOW + H) == len(expected) == 12
+    assert retention.snapshots_prune(now=NOW + H) == len(expected) == 12
     assert expected.isdisjoint(_kept())
 
 
@@ -192,22 +192,22 @@ def test_a_snapshot_arriving_late_into_a_thinned_bucket_is_thinned_next_time(ali
     c = _connection(alice)
     _snap(c, NOW, latest=True)
     kept = _snap(c, NOW - 2 * D)
-    assert services.snapshots_prune(now=NOW) == 0
+    assert retention.snapshots_prune(now=NOW) == 0
     late_newer = _snap(c, NOW - 2 * D + timedelta(minutes=10))  # same hour, stored afterwards
     late_older_day = _snap(c, NOW - 30 * D)
     day_kept = _snap(c, NOW - 30 * D + H)
-    assert services.snapshots_prune(now=NOW + timedelta(minutes=1)) == 2
+    assert retention.snapshots_prune(now=NOW + timedelta(minutes=1)) == 2
     assert {late_newer, day_kept} <= _kept() and {kept, late_older_day}.isdisjoint(_kept())
 
 
 def test_many_late_arrivals_rank_everything_again(alice, monkeypatch):
-    monkeypatch.setattr(services, "PRUNE_BUCKETS_MAX", 2)
+    monkeypatch.setattr(retention, "PRUNE_BUCKETS_MAX", 2)
     c = _connection(alice)
     _snap(c, NOW, latest=True)
-    assert services.snapshots_prune(now=NOW) == 0
+    assert retention.snapshots_prune(now=NOW) == 0
     late = [_snap(c, NOW - 3 * D - timedelta(minutes=m)) for m in (1, 2, 3, 4)]  # one bucket, 4 rows
     with CaptureQueriesContext(db) as captured:
-        assert services.snapshots_prune(now=NOW) == 3
+        assert retention.snapshots_prune(now=NOW) == 3
     ranking = next(q["sql"] for q in captured.captured_queries if "ROW_NUMBER" in q["sql"])
     assert "s.connection_id = " not in ranking  # every snapshot older than a day was ranked
     assert _kept() & set(late) == {late[0]}
@@ -217,13 +217,13 @@ def test_changed_settings_or_an_earlier_clock_rank_everything_again(alice, setti
     c = _connection(alice)
     _snap(c, NOW, latest=True)
     same_day = [_snap(c, NOW - 3 * D - timedelta(hours=h)) for h in (0, 1, 2)]
-    assert services.snapshots_prune(now=NOW) == 0  # three hours of one day, hourly for 7 days
+    assert retention.snapshots_prune(now=NOW) == 0  # three hours of one day, hourly for 7 days
     settings.SNAPSHOT_HOURLY_DAYS = 2
-    assert services.snapshots_prune(now=NOW + timedelta(minutes=1)) == 2
+    assert retention.snapshots_prune(now=NOW + timedelta(minutes=1)) == 2
     assert _kept() & set(same_day) == {same_day[0]}
     extra = _snap(c, NOW - 10 * D)
     extra_older = _snap(c, NOW - 10 * D - H)
-    assert services.snapshots_prune(now=NOW - D) == 1  # before the mark's: everything ranked
+    assert retention.snapshots_prune(now=NOW - D) == 1  # before the mark's: everything ranked
     assert extra in _kept() and extra_older not in _kept()
 
 
@@ -257,7 +257,7 @@ def test_many_prunes_in_a_row_delete_what_the_python_walk_would(alice, bob, sett
         clock += step
         expected = _python_walk(clock, 3, 12)
         before = _kept()
-        assert services.snapshots_prune(now=clock) == len(expected)
+        assert retention.snapshots_prune(now=clock) == len(expected)
         assert before - _kept() == expected
         prunes += 1
     assert prunes > 150
