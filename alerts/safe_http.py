@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import urllib3
 from django.conf import settings
@@ -64,9 +64,11 @@ def parse(url: str) -> Target:
         raise UnsafeUrlError("Enter a full address starting with https://.")
     if parts.scheme == "http" and not (_loopback_allowed() and _is_loopback_name(host)):
         raise UnsafeUrlError("The address must start with https://: alerts are never sent unencrypted.")
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
+    return _target(parts, host, port)
+
+
+def _target(parts: SplitResult, host: str, port: int | None) -> Target:
+    path = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
     return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
 
 
@@ -248,9 +250,4 @@ class _Watchdog:
 
 def _parse_trusted(url: str) -> Target:
     parts = urlsplit(url)
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    return Target(
-        parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), path
-    )
+    return _target(parts, parts.hostname or "", parts.port)
