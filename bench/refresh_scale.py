@@ -447,7 +447,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=16, help="threads per worker process")
     parser.add_argument("--cap", type=int, default=48, help="<PREFIX>_MAX_CONCURRENT_REQUESTS, every venue")
-    parser.add_argument("--batch", type=int, default=1, help="CHECK_BATCH_SIZE: checks per task message")
+    parser.add_argument(
+        "--batch", type=int, help="CHECK_BATCH_SIZE: checks per task message (default: the setting's default)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
         "--venues",
@@ -515,7 +517,6 @@ def main() -> None:
             "SECURE_SSL_REDIRECT": "0",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
-            "CHECK_BATCH_SIZE": str(args.batch),
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         }
@@ -525,11 +526,14 @@ def main() -> None:
             prefix = objects[venue.id].env_prefix
             env[f"{prefix}_API_URL"] = urls[venue.id]
             env[f"{prefix}_MAX_CONCURRENT_REQUESTS"] = str(args.cap)
+        if args.batch is not None:
+            env["CHECK_BATCH_SIZE"] = str(args.batch)
         os.environ.update(env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
         import django
 
         django.setup()
+        from django.conf import settings
         from django.core.management import call_command
         from django.db import connection
         from django.db.models import Count, Max
@@ -607,7 +611,8 @@ def main() -> None:
         figure("refresh_keys", args.keys, "connections")
         figure("refresh_venues", spread)
         figure("refresh_setup", f"{args.workers} worker processes x {args.concurrency} threads, "
-               f"cap {args.cap} per venue, latency {args.latency_ms} ms, {args.batch} checks per task, "
+               f"cap {args.cap} per venue, latency {args.latency_ms} ms, "
+               f"{settings.CHECK_BATCH_SIZE} checks per task, "
                f"queue_due_checks every {args.sweep_seconds:g} s")  # fmt: skip
         figure("refresh_queued", queued, "checks")
         figure("refresh_requeued_by_sweeps", requeued, "checks")

@@ -348,11 +348,13 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.*": {"queue": "alerts"},
 }
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=30)
-# How many due checks the sweeper puts in one task message. 1: a message per connection (a slow
-# key delays only itself). More: Celery's own cost per message (~2 ms of worker CPU, a quarter of
-# a refresh's) is shared by the batch, at the price of checks in a batch running one after the
-# other (docs/deploy.md, docs/performance.md).
-CHECK_BATCH_SIZE = env.int("CHECK_BATCH_SIZE", default=1)
+# How many due checks the sweeper puts in one task message. A batch is claimed in one query and
+# its plain refreshes written in one transaction, and Celery's own cost per message (~2 ms of
+# worker CPU) is shared: a refresh in a batch of 20 costs a fraction of one alone. Its checks run
+# one after the other, so a slow key delays the rest of its batch (never beyond half the claim:
+# the rest goes back to the sweeper). 1: a message per connection. Checks a user waits for are
+# never batched (exchanges/dispatch.py). See docs/deploy.md, docs/performance.md.
+CHECK_BATCH_SIZE = env.int("CHECK_BATCH_SIZE", default=20)
 CELERY_BEAT_SCHEDULE = {
     # Queues every connection due for a check: balance refreshes, retries after a transient
     # HTX failure, and submissions whose message was lost.

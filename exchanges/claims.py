@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from . import rows
 from .models import ExchangeConnection
 
 
@@ -34,6 +35,25 @@ def claim(connection_id: int) -> ExchangeConnection | None:
     return connection
 
 
+def claim_many(connection_ids: list[int]) -> list[ExchangeConnection]:
+    """``claim`` for a batch, in two queries whatever its size: one conditional UPDATE that
+    returns the ids it took, one SELECT of those rows. Every row taken carries the same token;
+    a row another worker holds (a duplicate message) is left to it."""
+    if not connection_ids:
+        return []
+    now = timezone.now()
+    token = now + timedelta(seconds=settings.CHECK_CLAIM_SECONDS)
+    due = ExchangeConnection.objects.unclaimed(now).needing_check(now).filter(pk__in=connection_ids)
+    taken = rows.update_returning_pks(due, claimed_until=token)
+    if not taken:
+        return []
+    claimed = list(ExchangeConnection.objects.select_related("owner").filter(pk__in=taken).order_by("pk"))
+    for connection in claimed:
+        connection.claimed_until = token
+        connection.refresh_seen = connection.refresh_requested_at
+    return claimed
+
+
 def still_ours(connection: ExchangeConnection) -> bool:
     """Inside a transaction: lock the row and check our claim was not taken over meanwhile.
     Also picks up a "Refresh now" the user asked for during the check."""
@@ -47,6 +67,37 @@ def still_ours(connection: ExchangeConnection) -> bool:
         return False
     connection.refresh_requested_at = row[0]
     return True
+
+
+def still_ours_many(connections_: list[ExchangeConnection]) -> list[ExchangeConnection]:
+    """``still_ours`` for a batch claimed together, in one query: the rows whose claim holds,
+    locked, each with the "Refresh now" it has now."""
+    if not connections_:
+        return []
+    by_pk = {connection.pk: connection for connection in connections_}
+    tokens = {connection.claimed_until for connection in connections_}
+    locked = (
+        ExchangeConnection.objects.select_for_update()
+        .filter(pk__in=by_pk, claimed_until__in=tokens)
+        .order_by("pk")
+        .values_list("pk", "claimed_until", "refresh_requested_at")
+    )
+    ours = []
+    for pk, token, requested in locked:
+        connection = by_pk[pk]
+        if token == connection.claimed_until:
+            connection.refresh_requested_at = requested
+            ours.append(connection)
+    return ours
+
+
+def release_many(connections_: list[ExchangeConnection]) -> None:
+    """``release`` for rows claimed together (one token): one UPDATE."""
+    by_token: dict[datetime, list[int]] = {}
+    for connection in connections_:
+        by_token.setdefault(connection.claimed_until, []).append(connection.pk)
+    for token, pks in by_token.items():
+        ExchangeConnection.objects.filter(pk__in=pks, claimed_until=token).update(claimed_until=None)
 
 
 def release(connection: ExchangeConnection) -> None:

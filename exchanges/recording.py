@@ -15,7 +15,8 @@ from accounts.models import SecurityEvent
 from accounts.services import security_log
 from alerts import conditions as alerts
 
-from .claims import next_check, still_ours
+from . import rows
+from .claims import next_check, still_ours, still_ours_many
 from .egress import normalise
 from .explain import caller_ip
 from .models import (
@@ -128,6 +129,21 @@ def _after_refusal(connection: ExchangeConnection) -> None:
         connection.next_check_at = None
 
 
+# What _store_facts sets.
+FACT_FIELDS = [
+    "account_uid",
+    "key_info_known",
+    "permissions",
+    "key_flags",
+    "ip_addresses",
+    "ip_restricted",
+    "key_expires_at",
+    "trading_expires_at",
+    "idle_deletion_days",
+    "clock_skew_ms",
+]
+
+
 def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
     connection.account_uid = facts.account_uid or ""
     connection.key_info_known = facts.known
@@ -209,6 +225,78 @@ def record_key(
     return status
 
 
+def plain_refresh(connection: ExchangeConnection, facts: KeyFacts, status: str, kind: str, balances) -> bool:
+    """Whether ``record_key`` would write nothing but the key's facts, a new snapshot and the
+    refresh's times: a working key that stays Connected, with nothing to report or reset, on the
+    site it was on. Almost every refresh of a wave is one; ``record_refreshes`` writes a batch
+    of them in a few queries."""
+    return (
+        balances is not None
+        and status == Status.CONNECTED == connection.status
+        and kind == connection.error_kind == ""
+        and connection.established
+        and not connection.replacing
+        and connection.error_detail == ""
+        and connection.attempts == 0
+        and connection.replacement_error == ""
+        and connection.failing_since is None
+        and (not facts.site or facts.site == connection.site)
+    )
+
+
+# What record_refreshes writes on each connection: what record_key changes on a plain refresh.
+REFRESH_FIELDS = [
+    *FACT_FIELDS,
+    "total_usdt",
+    "total_btc",
+    "accounts_read",
+    "accounts_unread",
+    "unpriced",
+    "latest_snapshot",
+    "next_check_at",
+    "claimed_until",
+    "last_verified_at",
+    "last_refreshed_at",
+    "last_checked_at",
+    "updated_at",
+]
+
+
+def record_refreshes(
+    refreshes: list[tuple[ExchangeConnection, KeyFacts, BalanceReport]],
+) -> list[ExchangeConnection]:
+    """``record_key`` for a batch of plain refreshes (``plain_refresh``), in one transaction and
+    five queries whatever the batch's size: lock the rows still ours, insert their snapshots,
+    then their lines, update the rows. Rows whose claim was taken over are skipped, as
+    ``record_key`` skips one. Returns the connections written."""
+    if not refreshes:
+        return []
+    found = {connection.pk: (facts, balances) for connection, facts, balances in refreshes}
+    with transaction.atomic():
+        ours = still_ours_many([connection for connection, _, _ in refreshes])
+        if not ours:
+            return []
+        now = timezone.now()
+        snapshots = BalanceSnapshot.objects.bulk_create(
+            _snapshot(connection, found[connection.pk][1]) for connection in ours
+        )
+        BalanceLine.objects.bulk_create(
+            line
+            for connection, snapshot in zip(ours, snapshots, strict=True)
+            for line in _lines(snapshot, found[connection.pk][1])
+        )
+        for connection, snapshot in zip(ours, snapshots, strict=True):
+            facts, balances = found[connection.pk]
+            _store_facts(connection, facts)
+            connection.last_verified_at = connection.last_checked_at = now
+            connection.claimed_until = None
+            _show_snapshot(connection, snapshot, balances)
+            connection.next_check_at = next_check(connection, connection.owner.refresh_seconds)
+            connection.updated_at = now
+        rows.update_each(ours, REFRESH_FIELDS)
+    return ours
+
+
 def remember_seen_address(connection: ExchangeConnection, error: VenueError) -> None:
     """Keep the address the venue saw our request come from, when its refusal names it: the
     dialogs and guides show it, and compare it with EGRESS_IPS."""
@@ -286,8 +374,15 @@ def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | Non
 
 
 def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> None:
+    snapshot = _snapshot(connection, balances)
+    snapshot.save()
+    BalanceLine.objects.bulk_create(_lines(snapshot, balances))
+    _show_snapshot(connection, snapshot, balances)
+
+
+def _snapshot(connection: ExchangeConnection, balances: BalanceReport) -> BalanceSnapshot:
     valuation = balances.valuation
-    snapshot = BalanceSnapshot.objects.create(
+    return BalanceSnapshot(
         connection=connection,
         total_usdt=valuation.total_usdt,
         total_btc=valuation.total_btc,
@@ -299,7 +394,10 @@ def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> N
             for o in valuation.other_lines
         ],
     )
-    BalanceLine.objects.bulk_create(
+
+
+def _lines(snapshot: BalanceSnapshot, balances: BalanceReport) -> list[BalanceLine]:
+    return [
         BalanceLine(
             snapshot=snapshot,
             account_type=h.account_type,
@@ -311,8 +409,15 @@ def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> N
             price_usdt=h.price_usdt,
             value_usdt=h.value_usdt,
         )
-        for h in valuation.holdings
-    )
+        for h in balances.valuation.holdings
+    ]
+
+
+def _show_snapshot(
+    connection: ExchangeConnection, snapshot: BalanceSnapshot, balances: BalanceReport
+) -> None:
+    """The connection's own copy of its latest snapshot, which the pages read."""
+    valuation = balances.valuation
     connection.total_usdt = valuation.total_usdt
     connection.total_btc = valuation.total_btc
     connection.accounts_read = list(valuation.account_types)

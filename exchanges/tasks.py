@@ -47,7 +47,7 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
     """Several checks in one message, one after the other (see CHECK_BATCH_SIZE). Retried as a
     whole: the checks already done are no longer due, so they are not repeated."""
     _unmark_queued(connection_ids)
-    return [keycheck.connection_check(connection_id=connection_id) for connection_id in connection_ids]
+    return keycheck.connections_check(connection_ids=connection_ids)
 
 
 # What the sweeper sent is marked until its check starts (exchanges.queue_marks).

@@ -95,6 +95,13 @@ def client_for(connection, *, pending: bool = False, interactive: bool = False) 
     )
 
 
+def settle_gates() -> None:
+    """Release the slot this thread still holds at any venue's gate (Gate.settle): after each
+    check, or when a batch moves on to another venue."""
+    for gate in list(_gates.values()):
+        gate.settle()
+
+
 def sync_clock(venue: Venue, client: VenueClient) -> int:
     clock = _clocks.get(venue.id)
     if clock is None or time.monotonic() - clock[0] > float(registry.setting(venue, "CLOCK_SYNC_SECONDS")):

@@ -166,3 +166,17 @@ def test_no_free_slot_to_htx_is_not_a_status(sandbox, alice, monkeypatch):
     assert (after.status, after.attempts, after.claimed_until) == (Status.CONNECTED, 0, None)
     assert after.next_check_at <= timezone.now()  # still due: the next sweep sends it
     assert sandbox.stats.snapshot()["requests"] == 0
+
+
+def test_a_check_leaves_no_slot_held_at_any_venue(sandbox, alice):
+    """keycheck settles the gates after a check and after a batch, so a worker thread that goes
+    idle holds nothing at a venue."""
+    connection = _connected(alice, sandbox)
+    gate = venue_state.gate_for(connection.venue)
+    _make_due(connection.pk)
+    assert keycheck.connection_check(connection_id=connection.pk) is not None
+    assert gate.in_flight() == 0
+    _make_due(connection.pk)
+    assert keycheck.connections_check(connection_ids=[connection.pk]) == ["connected"]
+    assert gate.in_flight() == 0
+    assert ExchangeConnection.objects.get(pk=connection.pk).claimed_until is None

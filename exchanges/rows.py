@@ -1,0 +1,51 @@
+"""Writes of many rows at once on the refresh path, where compiling Django's query costs more
+than running it (``bulk_update`` builds a CASE per field and row: ~9 ms for a batch of 20). Both
+work on PostgreSQL and SQLite (3.35+), through Django's own field adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connections, router
+from django.db.models import Model, QuerySet
+from django.db.models.sql import UpdateQuery
+
+
+def update_returning_pks(queryset: QuerySet, **values) -> list:
+    """``queryset.update(**values)``, returning the primary keys of the rows it changed (Django's
+    update returns only a count): UPDATE ... RETURNING."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    using = router.db_for_write(queryset.model)
+    connection = connections[using]
+    sql, params = query.get_compiler(using).as_sql()
+    pk = connection.ops.quote_name(queryset.model._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {pk}", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
+    """Write ``field_names`` of each object to its row: one prepared UPDATE by primary key, sent
+    for all of them with ``executemany`` (one round trip on PostgreSQL, in a pipeline). Like
+    ``bulk_update``, no signals and no ``auto_now``: the caller sets such fields itself."""
+    if not objects:
+        return
+    model = type(objects[0])
+    using = router.db_for_write(model)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    pk = model._meta.pk
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET "
+        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        + f" WHERE {quote(pk.column)} = %s"
+    )
+    rows = [
+        [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields]
+        + [pk.get_db_prep_save(obj.pk, connection)]
+        for obj in objects
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
