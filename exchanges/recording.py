@@ -277,20 +277,25 @@ def record_refreshes(
         if not ours:
             return []
         now = timezone.now()
-        snapshots = BalanceSnapshot.objects.bulk_create(
-            _snapshot(connection, found[connection.pk][1]) for connection in ours
+        snapshot_ids = rows.insert(
+            BalanceSnapshot,
+            [_snapshot_values(connection, found[connection.pk][1], now) for connection in ours],
+            returning_pks=True,
         )
-        BalanceLine.objects.bulk_create(
-            line
-            for connection, snapshot in zip(ours, snapshots, strict=True)
-            for line in _lines(snapshot, found[connection.pk][1])
+        rows.insert(
+            BalanceLine,
+            [
+                {"snapshot": snapshot_id, **line}
+                for connection, snapshot_id in zip(ours, snapshot_ids, strict=True)
+                for line in _line_values(found[connection.pk][1])
+            ],
         )
-        for connection, snapshot in zip(ours, snapshots, strict=True):
+        for connection, snapshot_id in zip(ours, snapshot_ids, strict=True):
             facts, balances = found[connection.pk]
             _store_facts(connection, facts)
             connection.last_verified_at = connection.last_checked_at = now
             connection.claimed_until = None
-            _show_snapshot(connection, snapshot, balances)
+            _show_snapshot(connection, snapshot_id, now, balances)
             connection.next_check_at = next_check(connection, connection.owner.refresh_seconds)
             connection.updated_at = now
         rows.update_each(ours, REFRESH_FIELDS)
@@ -374,47 +379,46 @@ def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | Non
 
 
 def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> None:
-    snapshot = _snapshot(connection, balances)
-    snapshot.save()
-    BalanceLine.objects.bulk_create(_lines(snapshot, balances))
-    _show_snapshot(connection, snapshot, balances)
+    snapshot = BalanceSnapshot.objects.create(**_snapshot_values(connection, balances, timezone.now()))
+    BalanceLine.objects.bulk_create(BalanceLine(snapshot=snapshot, **line) for line in _line_values(balances))
+    _show_snapshot(connection, snapshot.pk, snapshot.taken_at, balances)
 
 
-def _snapshot(connection: ExchangeConnection, balances: BalanceReport) -> BalanceSnapshot:
+def _snapshot_values(connection: ExchangeConnection, balances: BalanceReport, taken_at) -> dict:
     valuation = balances.valuation
-    return BalanceSnapshot(
-        connection=connection,
-        total_usdt=valuation.total_usdt,
-        total_btc=valuation.total_btc,
-        account_types=list(valuation.account_types),
-        accounts_unread=balances.unread,
-        unpriced=list(valuation.unpriced),
-        other_lines=[
+    return {
+        "connection": connection,
+        "taken_at": taken_at,
+        "total_usdt": valuation.total_usdt,
+        "total_btc": valuation.total_btc,
+        "account_types": list(valuation.account_types),
+        "accounts_unread": balances.unread,
+        "unpriced": list(valuation.unpriced),
+        "other_lines": [
             {"account_type": o.wallet, "currency": o.asset, "type": o.type, "balance": str(o.balance)}
             for o in valuation.other_lines
         ],
-    )
+    }
 
 
-def _lines(snapshot: BalanceSnapshot, balances: BalanceReport) -> list[BalanceLine]:
+def _line_values(balances: BalanceReport) -> list[dict]:
     return [
-        BalanceLine(
-            snapshot=snapshot,
-            account_type=h.account_type,
-            currency=h.currency,
-            available=h.available,
-            in_orders=h.in_orders,
-            debt=h.debt,
-            total=h.total,
-            price_usdt=h.price_usdt,
-            value_usdt=h.value_usdt,
-        )
+        {
+            "account_type": h.account_type,
+            "currency": h.currency,
+            "available": h.available,
+            "in_orders": h.in_orders,
+            "debt": h.debt,
+            "total": h.total,
+            "price_usdt": h.price_usdt,
+            "value_usdt": h.value_usdt,
+        }
         for h in balances.valuation.holdings
     ]
 
 
 def _show_snapshot(
-    connection: ExchangeConnection, snapshot: BalanceSnapshot, balances: BalanceReport
+    connection: ExchangeConnection, snapshot_id: int, taken_at, balances: BalanceReport
 ) -> None:
     """The connection's own copy of its latest snapshot, which the pages read."""
     valuation = balances.valuation
@@ -423,5 +427,5 @@ def _show_snapshot(
     connection.accounts_read = list(valuation.account_types)
     connection.accounts_unread = balances.unread
     connection.unpriced = list(valuation.unpriced)
-    connection.latest_snapshot = snapshot
-    connection.last_refreshed_at = snapshot.taken_at
+    connection.latest_snapshot_id = snapshot_id
+    connection.last_refreshed_at = taken_at

@@ -49,3 +49,51 @@ def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def insert(
+    model: type[Model], rows: Sequence[dict], *, returning_pks: bool = False, chunk: int = 500
+) -> list:
+    """INSERT ``rows`` (dicts of field name -> value, all with the same names) with multi-row
+    VALUES, without building a model instance per row as ``bulk_create`` does. Defaults and
+    ``auto_now_add`` are not applied: give every value. Returns the new primary keys, in the
+    order of ``rows``, when ``returning_pks``."""
+    if not rows:
+        return []
+    using = router.db_for_write(model)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in rows[0]]
+    columns = ", ".join(quote(field.column) for field in fields)
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "
+    tail = f" RETURNING {quote(model._meta.pk.column)}" if returning_pks else ""
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    pks: list = []
+    with connection.cursor() as cursor:
+        if not returning_pks and connection.vendor == "postgresql":
+            # psycopg converts a query's placeholders in Python, and caches the conversion only
+            # for queries of at most 50 parameters: one row's INSERT sent for every row in a
+            # pipeline costs less than one long multi-row VALUES.
+            cursor.executemany(
+                head + one,
+                [
+                    [field.get_db_prep_save(_value(row[field.name]), connection) for field in fields]
+                    for row in rows
+                ],
+            )
+            return pks
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [
+                field.get_db_prep_save(_value(row[field.name]), connection)
+                for row in part
+                for field in fields
+            ]
+            cursor.execute(head + ", ".join([one] * len(part)) + tail, params)
+            if returning_pks:
+                pks.extend(row[0] for row in cursor.fetchall())
+    return pks
+
+
+def _value(value):
+    return value.pk if isinstance(value, Model) else value  # a related object: its key

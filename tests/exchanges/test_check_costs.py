@@ -107,6 +107,7 @@ def test_a_sweep_that_cannot_send_leaves_nothing_marked(alice, monkeypatch):
         raise OperationalError("down")
 
     monkeypatch.setattr(tasks.check_connection, "delay", broker_down)
+    monkeypatch.setattr(tasks.check_connections, "delay", broker_down)  # batches (the default)
     ExchangeConnection.objects.create(
         owner=alice,
         access_key="k",
