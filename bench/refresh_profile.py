@@ -35,10 +35,10 @@ def _make_due() -> None:
 
 
 def _refresh_all(ids: list[int], batch: int) -> None:
-    from exchanges import keycheck
+    from exchanges import batches
 
     for start in range(0, len(ids), batch):
-        keycheck.connections_check(connection_ids=ids[start : start + batch])
+        batches.connections_check(connection_ids=ids[start : start + batch])
 
 
 def main() -> None:

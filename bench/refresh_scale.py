@@ -23,7 +23,10 @@ What runs where:
   The sandbox's own limits are raised out of reach (a 429 would make the gate stop every worker
   for the ban's length, which measures the ban, not us), and the busiest weight window it saw is
   reported against Binance's real limits instead, with the requests above them counted.
-- Workers: `celery worker --pool=threads` processes, as `make run` and docs/deploy.md run them.
+- Workers: `celery worker --pool=threads` processes, as `make run` and docs/deploy.md run them:
+  --concurrency Celery threads take the sweeper's messages (CHECK_BATCH_SIZE checks each, the
+  setting's default unless --batch) and CHECK_THREADS check threads per process run the checks of
+  those batches side by side (exchanges/batches.py).
 
 The wave starts the way beat starts it: one `queue_due_checks` finds every connection due; while
 it runs, `queue_due_checks` is called again every --sweep-seconds (as beat does), which sends the
@@ -450,6 +453,11 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, help="CHECK_BATCH_SIZE: checks per task message (default: the setting's default)"
     )
+    parser.add_argument(
+        "--check-threads",
+        type=int,
+        help="CHECK_THREADS: check threads per worker process (default: the setting's)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
         "--venues",
@@ -528,6 +536,8 @@ def main() -> None:
             env[f"{prefix}_MAX_CONCURRENT_REQUESTS"] = str(args.cap)
         if args.batch is not None:
             env["CHECK_BATCH_SIZE"] = str(args.batch)
+        if args.check_threads is not None:
+            env["CHECK_THREADS"] = str(args.check_threads)
         os.environ.update(env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
         import django
@@ -612,7 +622,7 @@ def main() -> None:
         figure("refresh_venues", spread)
         figure("refresh_setup", f"{args.workers} worker processes x {args.concurrency} threads, "
                f"cap {args.cap} per venue, latency {args.latency_ms} ms, "
-               f"{settings.CHECK_BATCH_SIZE} checks per task, "
+               f"{settings.CHECK_BATCH_SIZE} checks per task, {settings.CHECK_THREADS} check threads, "
                f"queue_due_checks every {args.sweep_seconds:g} s")  # fmt: skip
         figure("refresh_queued", queued, "checks")
         figure("refresh_requeued_by_sweeps", requeued, "checks")

@@ -348,13 +348,16 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.*": {"queue": "alerts"},
 }
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=30)
-# How many due checks the sweeper puts in one task message. A batch is claimed in one query and
-# its plain refreshes written in one transaction, and Celery's own cost per message (~2 ms of
-# worker CPU) is shared: a refresh in a batch of 20 costs a fraction of one alone. Its checks run
-# one after the other, so a slow key delays the rest of its batch (never beyond half the claim:
-# the rest goes back to the sweeper). 1: a message per connection. Checks a user waits for are
-# never batched (exchanges/dispatch.py). See docs/deploy.md, docs/performance.md.
+# How many due checks the sweeper puts in one task message. A batch is claimed in one query, its
+# checks run side by side (a slow key delays no other), its plain refreshes are written together,
+# and Celery's own cost per message (~2 ms of worker CPU) is shared: a refresh in a batch of 20
+# costs a fraction of one alone. 1: a message per connection. Checks a user waits for are never
+# batched (exchanges/dispatch.py). See exchanges/batches.py, docs/deploy.md, docs/performance.md.
 CHECK_BATCH_SIZE = env.int("CHECK_BATCH_SIZE", default=20)
+# Threads per worker process that run the checks of batches side by side (exchanges/batches.py),
+# beside Celery's own threads (--concurrency), which mostly wait for them. 0: a batch's checks
+# run one after the other in the task's thread (tests inside one database transaction).
+CHECK_THREADS = env.int("CHECK_THREADS", default=16)
 CELERY_BEAT_SCHEDULE = {
     # Queues every connection due for a check: balance refreshes, retries after a transient
     # HTX failure, and submissions whose message was lost.

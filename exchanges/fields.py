@@ -28,4 +28,4 @@ class ExactDecimalField(models.CharField):
     def get_prep_value(self, value):
         if value is None:
             return None
-        return format(Decimal(str(value)), "f")
+        return format(value if isinstance(value, Decimal) else Decimal(str(value)), "f")

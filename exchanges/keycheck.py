@@ -10,11 +10,9 @@ venue protocol (``exchanges.venues.kit``): which exchange it is does not matter 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import redis
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.models import SecurityEvent
@@ -22,7 +20,7 @@ from accounts.services import security_log
 from alerts import conditions as alerts
 
 from . import recording, venue_state
-from .claims import claim, claim_many, release, release_many, still_ours
+from .claims import claim, release, still_ours
 from .explain import KEY_IN_ANOTHER_ACCOUNT, KEY_IN_YOUR_ACCOUNT, explain
 from .models import PENDING_KEY_FIELDS, ConnectionEvent, ExchangeConnection, Status
 from .valuation import Valuation, value_lines
@@ -86,48 +84,15 @@ def connection_check(*, connection_id: int) -> str | None:
     if connection is None:
         return None
     try:
-        return _check(connection)
+        return check_claimed(connection)
     finally:
         venue_state.settle_gates()
 
 
-def connections_check(*, connection_ids: list[int]) -> list[str | None]:
-    """``connection_check`` for a batch (the sweeper's messages, CHECK_BATCH_SIZE): the rows
-    are claimed together, checked one after the other, and the plain refreshes among them
-    (``recording.plain_refresh``: almost all of a wave) written together at the end, so a
-    refresh costs a few queries per batch rather than eight of its own. Anything else a check
-    finds (a new status, a failure, a first verification) is written at once, as alone.
-
-    The batch stops starting checks halfway through the claim's lifetime and lets go of the
-    rest (the sweeper queues them again), so a slow venue never lets a claim lapse under a
-    check still running. Returns the statuses in the order of the ids."""
-    started = time.monotonic()
-    # One venue after another, so a thread moves between venues' gates as little as it can.
-    claimed = sorted(claim_many(connection_ids), key=lambda connection: (connection.exchange, connection.pk))
-    statuses: dict[int, str | None] = {}
-    plain: list[PlainRefresh] = []
-    done = 0
-    try:
-        for connection in claimed:
-            if time.monotonic() - started > settings.CHECK_CLAIM_SECONDS / 2:
-                break
-            if done and connection.exchange != claimed[done - 1].exchange:
-                venue_state.settle_gates()  # a slot of the last venue is not held meanwhile
-            statuses[connection.pk] = _check(connection, plain)
-            done += 1
-    finally:
-        venue_state.settle_gates()
-        release_many(claimed[done:])
-        written = {connection.pk for connection in recording.record_refreshes(plain)}
-    for connection, _, _ in plain:
-        statuses[connection.pk] = Status.CONNECTED if connection.pk in written else None
-    # An id sent twice in one batch is checked once: its second place says there was nothing to do.
-    return [statuses.pop(connection_id, None) for connection_id in connection_ids]
-
-
-def _check(connection: ExchangeConnection, plain: list[PlainRefresh] | None = None) -> str | None:
-    """The check of a claimed row. With ``plain``, a plain refresh is added to it for the caller
-    to write with others (``recording.record_refreshes``) instead of being written here."""
+def check_claimed(connection: ExchangeConnection, plain: list[PlainRefresh] | None = None) -> str | None:
+    """The check of a row this worker claimed. With ``plain``, a plain refresh is added to it for
+    the caller to write with others (``recording.record_refreshes``, exchanges.batches) instead
+    of being written here; the status returned is then None."""
     if connection.replacing:
         return _check_replacement(connection)
     venue = connection.venue

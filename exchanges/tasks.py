@@ -19,7 +19,7 @@ from celery import shared_task
 from django import db
 from django.conf import settings
 
-from . import keycheck, queue_marks, retention, selectors
+from . import batches, keycheck, queue_marks, retention, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def check_connection(connection_id: int) -> str | None:
 
 @shared_task(**CHECK_TASK_OPTIONS)
 def check_connections(connection_ids: list[int]) -> list[str | None]:
-    """Several checks in one message, one after the other (see CHECK_BATCH_SIZE). Retried as a
-    whole: the checks already done are no longer due, so they are not repeated."""
+    """Several checks in one message, side by side (exchanges.batches, CHECK_BATCH_SIZE). Retried
+    as a whole: the checks already done are no longer due, so they are not repeated."""
     _unmark_queued(connection_ids)
-    return keycheck.connections_check(connection_ids=connection_ids)
+    return batches.connections_check(connection_ids=connection_ids)
 
 
 # What the sweeper sent is marked until its check starts (exchanges.queue_marks).

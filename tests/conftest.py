@@ -91,6 +91,14 @@ def _fresh_venue_state():
         client.delete(*keys)
 
 
+@pytest.fixture(autouse=True)
+def _batches_in_the_test_thread(settings):
+    """A batch's checks run in this thread: check threads would have database connections of their
+    own, outside the test's transaction (tests/exchanges/test_batch_checks.py covers the threads,
+    and the worker processes of the integration and fault tests run with them)."""
+    settings.CHECK_THREADS = 0
+
+
 # --- People ----------------------------------------------------------------------------------
 
 

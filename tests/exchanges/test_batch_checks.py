@@ -1,7 +1,9 @@
 """Checks in batches (the sweeper's messages, CHECK_BATCH_SIZE; issue #12, target 1): claimed in
-one UPDATE, the plain refreshes written together in one transaction, and every rule of a check
-alone still holding: the claim as a token, "Refresh now" seen at write time, a failure or a new
-status written at once, a batch never outliving its claim. Real HTX sandbox, real database."""
+one UPDATE, run side by side on the check threads (a slow key delays no other), the plain
+refreshes written together in one transaction, and every rule of a check alone still holding: the
+claim as a token, "Refresh now" seen at write time, a failure or a new status written at once, a
+batch never outliving its claim. Real HTX sandbox, real database. Most tests run the checks in the
+test's thread (tests/conftest.py); the last ones use the threads, outside a test transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from exchanges import claims, keycheck, recording, services
+from exchanges import batches, claims, keycheck, recording, services
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from tests.conftest import demo_key
 
@@ -76,7 +78,7 @@ def test_a_batch_writes_what_checks_one_at_a_time_write(sandbox, alice):
     snapshots = BalanceSnapshot.objects.count()
     before = timezone.now()
     _make_due(rows)
-    assert keycheck.connections_check(connection_ids=pks) == [Status.CONNECTED] * 4
+    assert batches.connections_check(connection_ids=pks) == [Status.CONNECTED] * 4
     for pk in pks:
         batched = _state(pk)
         # The sandbox, like HTX, says how many days a key has left: its end moves with the clock.
@@ -96,7 +98,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(sandbox, alice):
     for size in (2, 6):
         pks = _make_due(rows[:size])
         with CaptureQueriesContext(db) as captured:
-            assert keycheck.connections_check(connection_ids=pks) == [Status.CONNECTED] * size
+            assert batches.connections_check(connection_ids=pks) == [Status.CONNECTED] * size
         counts.append(len(captured))
     assert counts[0] == counts[1] <= 8, counts  # claim 2, write 4 (+ the transaction's own)
 
@@ -107,7 +109,7 @@ def test_a_row_another_worker_holds_is_left_to_it_and_an_id_sent_twice_is_checke
     held = timezone.now() + timedelta(seconds=60)
     ExchangeConnection.objects.filter(pk=pks[1]).update(claimed_until=held)
     before = ExchangeConnection.objects.get(pk=pks[1]).latest_snapshot_id
-    statuses = keycheck.connections_check(connection_ids=[pks[0], pks[1], pks[2], pks[0]])
+    statuses = batches.connections_check(connection_ids=[pks[0], pks[1], pks[2], pks[0]])
     assert statuses == [Status.CONNECTED, None, Status.CONNECTED, None]
     other = ExchangeConnection.objects.get(pk=pks[1])
     assert (other.claimed_until, other.latest_snapshot_id) == (held, before)  # untouched
@@ -117,7 +119,7 @@ def _checked(pks: list[int]) -> list[keycheck.PlainRefresh]:
     """A batch's checks done and not yet written, as connections_check has them before its write."""
     plain: list[keycheck.PlainRefresh] = []
     for row in claims.claim_many(pks):
-        assert keycheck._check(row, plain) is None
+        assert keycheck.check_claimed(row, plain) is None
     assert len(plain) == len(pks)
     return plain
 
@@ -150,7 +152,7 @@ def test_a_refusal_in_a_batch_is_written_at_once_with_its_event_and_the_others_a
     rows = _connected(alice, sandbox, 3)
     pks = _make_due(rows)
     sandbox.accounts[rows[1].access_key]["ipAddresses"] = "203.0.113.7"  # HTX now refuses it
-    assert keycheck.connections_check(connection_ids=pks) == [Status.CONNECTED, Status.IP_NOT_ALLOWED,
+    assert batches.connections_check(connection_ids=pks) == [Status.CONNECTED, Status.IP_NOT_ALLOWED,
                                                               Status.CONNECTED]  # fmt: skip
     refused = ExchangeConnection.objects.get(pk=pks[1])
     assert refused.status == Status.IP_NOT_ALLOWED and refused.claimed_until is None
@@ -159,11 +161,56 @@ def test_a_refusal_in_a_batch_is_written_at_once_with_its_event_and_the_others_a
 
 
 def test_a_batch_that_runs_out_of_claim_time_lets_go_of_the_rest_for_the_sweeper(sandbox, alice, settings):
+    """In the test's thread (CHECK_THREADS=0), the checks run one after the other: those not
+    started by half the claim's lifetime are let go. (With check threads, the same rule holds for
+    checks still waiting for a thread.)"""
     rows = _connected(alice, sandbox, 3)
     pks = _make_due(rows)
     sandbox.faults.latency_ms = 150  # three requests: ~0.45 s a check
     settings.CHECK_CLAIM_SECONDS = 0.5  # the batch starts no check after 0.25 s
-    statuses = keycheck.connections_check(connection_ids=pks)
+    statuses = batches.connections_check(connection_ids=pks)
     assert statuses[0] == Status.CONNECTED and statuses[1:] == [None, None]
     for row in ExchangeConnection.objects.filter(pk__in=pks[1:]):
         assert row.claimed_until is None and row.next_check_at <= timezone.now()  # the sweeper sends it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_check_threads_a_slow_key_delays_no_other_key_of_its_batch(sandbox, alice, settings):
+    from tests.faults._procs import spot_balance_path
+
+    settings.CHECK_THREADS = 4
+    rows = _connected(alice, sandbox, 4)
+    pks = _make_due(rows)
+    slow = rows[0]
+    sandbox.faults.replace({"latency_ms": 1500, "paths": [spot_balance_path(sandbox, slow.access_key)]})
+    started = timezone.now()
+    assert batches.connections_check(connection_ids=pks) == [Status.CONNECTED] * 4
+    took = {row.pk: row.last_refreshed_at - started for row in ExchangeConnection.objects.filter(pk__in=pks)}
+    assert took[slow.pk] >= timedelta(seconds=1.5)
+    # The others were checked beside it and written as soon as they were in, not after it.
+    assert all(took[pk] < timedelta(seconds=1) for pk in pks[1:]), took
+    assert all(row.claimed_until is None for row in ExchangeConnection.objects.filter(pk__in=pks))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_check_threads_a_check_that_raises_leaves_the_others_written_and_the_task_retries(
+    sandbox, alice, settings, monkeypatch
+):
+    """A check raising (the database gone in the middle, say) is raised to the task, whose retry
+    finds the checks already written no longer due; the others of the batch are written first."""
+    settings.CHECK_THREADS = 4
+    rows = _connected(alice, sandbox, 3)
+    pks = _make_due(rows)
+    real = keycheck.check_claimed
+
+    def flaky(connection, plain=None):
+        if connection.pk == pks[1]:
+            raise RuntimeError("the database went away")
+        return real(connection, plain)
+
+    monkeypatch.setattr(batches, "check_claimed", flaky)
+    with pytest.raises(RuntimeError):
+        batches.connections_check(connection_ids=pks)
+    after = {row.pk: row for row in ExchangeConnection.objects.filter(pk__in=pks)}
+    assert after[pks[0]].last_refreshed_at > after[pks[1]].last_refreshed_at < after[pks[2]].last_refreshed_at
+    assert after[pks[0]].next_check_at > timezone.now() and after[pks[2]].next_check_at > timezone.now()

@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from exchanges import keycheck, services, tasks, venue_state
+from exchanges import batches, keycheck, services, tasks, venue_state
 from exchanges.models import ExchangeConnection, Status
 from exchanges.venues.htx.venue import HTX
 from exchanges.venues.kit.gate import Gate
@@ -119,6 +119,7 @@ def test_a_sweep_that_cannot_send_leaves_nothing_marked(alice, monkeypatch):
     with pytest.raises(OperationalError):
         tasks.queue_due_checks()
     monkeypatch.setattr(tasks.check_connection, "delay", lambda pk: None)
+    monkeypatch.setattr(tasks.check_connections, "delay", lambda pks: None)
     assert tasks.queue_due_checks() == 1  # sent at the next sweep
 
 
@@ -178,6 +179,6 @@ def test_a_check_leaves_no_slot_held_at_any_venue(sandbox, alice):
     assert keycheck.connection_check(connection_id=connection.pk) is not None
     assert gate.in_flight() == 0
     _make_due(connection.pk)
-    assert keycheck.connections_check(connection_ids=[connection.pk]) == ["connected"]
+    assert batches.connections_check(connection_ids=[connection.pk]) == ["connected"]
     assert gate.in_flight() == 0
     assert ExchangeConnection.objects.get(pk=connection.pk).claimed_until is None

@@ -3,6 +3,8 @@ gunicorn web server, and what their logs tell."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import copy
 import glob
 import os
@@ -24,8 +26,19 @@ LIBFAKETIME = next(
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
 )
 
-_TASK_DONE = re.compile(r"Task exchanges\.tasks\.check_connection\[[^\]]+\] succeeded in ([\d.]+)s: (\S+)")
-_TASK_RETRY = re.compile(r"Task exchanges\.tasks\.check_connection\[[^\]]+\] retry: Retry in (\d+)s")
+# A check alone logs its status ('connected'); a batch (check_connections, the sweeper's) the
+# list of its checks' statuses, which ran side by side: one entry per check, with the batch's time.
+_TASK_DONE = re.compile(r"Task exchanges\.tasks\.check_connections?\[[^\]]+\] succeeded in ([\d.]+)s: (.+)")
+_TASK_RETRY = re.compile(r"Task exchanges\.tasks\.check_connections?\[[^\]]+\] retry: Retry in (\d+)s")
+
+
+def per_check(result: str) -> list[str]:
+    """A check task's logged result, one entry per check: a batch logs a list of statuses."""
+    result = result.strip()
+    if result.startswith("["):
+        with contextlib.suppress(ValueError, SyntaxError):  # (a log filter blanked part of it)
+            return [repr(status) for status in ast.literal_eval(result)]
+    return [result]
 
 
 def start_worker(log_path: Path, env: dict[str, str], *, concurrency: int = 2, beat: bool = False):
@@ -51,8 +64,8 @@ def faketime_env(offset: str) -> dict[str, str]:
 
 
 def task_runs(log_text: str) -> list[tuple[float, str]]:
-    """(seconds, result) of every check_connection the worker finished, in order."""
-    return [(float(s), result) for s, result in _TASK_DONE.findall(log_text)]
+    """(seconds, result) of every check the worker finished (alone or in a batch), in order."""
+    return [(float(s), one) for s, result in _TASK_DONE.findall(log_text) for one in per_check(result)]
 
 
 def task_retries(log_text: str) -> list[int]:

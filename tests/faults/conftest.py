@@ -42,6 +42,8 @@ from bitsgap_clone import embedded_redis
 from exchanges.models import BalanceSnapshot, ConnectionEvent, ExchangeConnection, Status
 from tests.conftest import demo_key, spawn_celery, stop_process, wait_for, wait_ready, worker_args
 
+from ._procs import per_check
+
 # Settings for child processes that make recovery take seconds (see bitsgap_clone/settings.py).
 FAST = {
     "CHECK_CLAIM_SECONDS": "10",  # a dead worker's row is free again after this
@@ -61,6 +63,16 @@ VERIFIED = "Key verified with HTX"  # ConnectionEvent message of a first success
 _SUCCEEDED = re.compile(rb"Task ([\w.]+)\[([0-9a-f-]{36})\] succeeded in [\d.e-]+s: (.*)")
 _RECEIVED = re.compile(rb"Task ([\w.]+)\[([0-9a-f-]{36})\] received")
 _FAILED = re.compile(rb"Task ([\w.]+)\[([0-9a-f-]{36})\] raised unexpected: (.*)")
+
+
+# The check tasks: one check (what a user's action sends), or a batch (what the sweeper sends,
+# CHECK_BATCH_SIZE), which logs the list of its checks' statuses (_procs.per_check).
+CHECKS = "check tasks"
+_CHECK_TASKS = ("exchanges.tasks.check_connection", "exchanges.tasks.check_connections")
+
+
+def _is(name: str, task: str) -> bool:
+    return name in _CHECK_TASKS if task == CHECKS else name == task
 
 
 # --- Processes -------------------------------------------------------------------------------
@@ -99,31 +111,35 @@ class CeleryProcess:
     def wait(self, timeout: float = 30) -> int:
         return self.process.wait(timeout)
 
-    def succeeded(self, task: str = "exchanges.tasks.check_connection") -> dict[str, str]:
+    def succeeded(self, task: str = CHECKS) -> dict[str, str]:
         """{task id: its return value as logged} for every run of `task` that finished here."""
         return {
             m.group(2).decode(): m.group(3).decode().strip()
             for m in _SUCCEEDED.finditer(self.log_path.read_bytes())
-            if m.group(1).decode() == task
+            if _is(m.group(1).decode(), task)
         }
 
-    def received(self, task: str = "exchanges.tasks.check_connection") -> list[str]:
+    def check_results(self) -> list[str]:
+        """The status of every check that finished here, alone or in a batch, as logged."""
+        return [status for result in self.succeeded().values() for status in per_check(result)]
+
+    def received(self, task: str = CHECKS) -> list[str]:
         """Ids of the `task` messages this worker took from the broker, in order."""
         return [
             m.group(2).decode()
             for m in _RECEIVED.finditer(self.log_path.read_bytes())
-            if m.group(1).decode() == task
+            if _is(m.group(1).decode(), task)
         ]
 
-    def failed(self, task: str = "exchanges.tasks.check_connection") -> dict[str, str]:
+    def failed(self, task: str = CHECKS) -> dict[str, str]:
         """{task id: the exception as logged} for every run of `task` that raised here."""
         return {
             m.group(2).decode(): m.group(3).decode().strip()
             for m in _FAILED.finditer(self.log_path.read_bytes())
-            if m.group(1).decode() == task
+            if _is(m.group(1).decode(), task)
         }
 
-    def busy(self, task: str = "exchanges.tasks.check_connection") -> set[str]:
+    def busy(self, task: str = CHECKS) -> set[str]:
         """Ids of `task` messages taken and not finished (neither succeeded nor raised)."""
         return set(self.received(task)) - set(self.succeeded(task)) - set(self.failed(task))
 
@@ -486,9 +502,9 @@ def wait_until_done(pks: list[int], *, since: datetime, timeout: float, fleet: C
 
 
 def none_results(processes: list[CeleryProcess]) -> int:
-    """check_connection runs that found nothing to do (row claimed elsewhere or already
+    """Checks (alone or in a batch) that found nothing to do (row claimed elsewhere or already
     done): duplicate messages, harmless by design."""
-    return sum(1 for p in processes for result in p.succeeded().values() if result == "None")
+    return sum(1 for p in processes for result in p.check_results() if result == "None")
 
 
 def swept(processes: list[CeleryProcess]) -> int:

@@ -26,14 +26,20 @@ N = 30
 
 
 def _running(worker) -> int:
-    """check_connection messages the worker has taken and not finished."""
+    """Check messages (one check, or the sweeper's batches) the worker has taken and not finished."""
     return len(set(worker.received()) - set(worker.succeeded()))
 
 
 @pytest.mark.worker
-def test_a_rolling_restart_during_a_refresh_wave_loses_nothing(celery_fleet, sandbox, htx_calls, alice):
+def test_a_rolling_restart_during_a_refresh_wave_loses_nothing(
+    celery_fleet, sandbox, htx_calls, alice, settings
+):
     start, since = time.monotonic(), timezone.now()
-    sandbox.faults.latency_ms = 300  # a few HTX calls: 1 to 2 s per check
+    # The sweeper's batches, smaller than the default 20 so that 30 keys make a wave of 15 messages
+    # that lasts long enough for both workers to be stopped in the middle of it (a batch's checks
+    # run side by side: a message takes as long as its slowest check).
+    settings.CHECK_BATCH_SIZE = 2
+    sandbox.faults.latency_ms = 600  # a few HTX calls: 2 to 4 s per check
     keys = add_sandbox_keys(sandbox, N)
     pks = connected_rows(alice, keys, due=timezone.now())
     old = [celery_fleet.spawn_worker("a"), celery_fleet.spawn_worker("b")]
@@ -52,13 +58,13 @@ def test_a_rolling_restart_during_a_refresh_wave_loses_nothing(celery_fleet, san
 
     final = wait_until_done(pks, since=since, timeout=90, fleet=celery_fleet)
     workers = celery_fleet.workers()
-    ran = {w.name: sum(1 for r in w.succeeded().values() if r == "'connected'") for w in workers}
+    ran = {w.name: sum(1 for r in w.check_results() if r == "'connected'") for w in workers}
     unfinished = {w.name: _running(w) for w, *_ in restarts}
     htx_reread = [k for k in keys if key_checks(htx_calls, k) > 1]
     counts = (
         f"refreshes queued={N} refreshed={len(final.done)} lost={len(final.pending)} "
         f"refreshed twice={len(final.written_twice)} | SIGTERM landed with "
-        f"{[(w.name, running) for w, running, _, _ in restarts]} checks running, "
+        f"{[(w.name, running) for w, running, _, _ in restarts]} check messages running, "
         f"{[done for _, _, done, _ in restarts]} of {N} done; exit codes="
         f"{[code for *_, code in restarts]} checks left unfinished by the stopped workers="
         f"{unfinished} | checks run per worker={ran} | HTX checks repeated={len(htx_reread)}, "
@@ -67,7 +73,7 @@ def test_a_rolling_restart_during_a_refresh_wave_loses_nothing(celery_fleet, san
     print(counts)
     assert len(final.done) == N and not final.pending, counts
     assert not final.written_twice, counts
-    assert sum(ran.values()) == N, counts  # every message ran exactly once
+    assert sum(ran.values()) == N, counts  # every check ran exactly once
     assert all(code == 0 for *_, code in restarts), counts  # a warm shutdown, not a crash
     assert not any(unfinished.values()), counts  # the stopped workers finished what they ran
     assert not htx_reread, counts  # so nothing had to be checked again

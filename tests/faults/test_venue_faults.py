@@ -49,7 +49,7 @@ from exchanges.venues.okx.sandbox import check_keys as check_okx_keys
 from tests.conftest import sandbox_env, start_celery, stop_process, wait_for, worker_args
 from tests.faults.conftest import FAST, CeleryFleet, elapsed, forget_shared_messages
 
-from ._procs import add_sandbox_keys, spot_balance_path
+from ._procs import add_sandbox_keys, per_check, spot_balance_path
 
 VENUES = [pytest.param(venue, id=venue.id) for venue in registry.venues()]
 BINANCE = registry.get("binance")
@@ -347,17 +347,22 @@ def _statuses(pks) -> dict[int, tuple[str, str, int]]:
 # here without the id, a blanked fraction counted as a whole second (an upper bound).
 _TASK_SUCCEEDED = re.compile(
     r"Task ([\w.]+)\[(?:[^\[\]]+|\[redacted\])\] succeeded in "
-    r"(\d+)\.(\d+(?:e-?\d+)?s|\[redacted\]|\d*\[redacted\]): (\S*)"
+    r"(\d+)\.(\d+(?:e-?\d+)?s|\[redacted\]|\d*\[redacted\]): (.*)"
 )
+# The check tasks: one check, or a batch of them side by side (the sweeper's), which logs the list
+# of its checks' statuses: read as one run per check, each with the batch's time.
+CHECKS = ("exchanges.tasks.check_connection", "exchanges.tasks.check_connections")
 
 
-def _succeeded(log_text: str, task: str = "exchanges.tasks.check_connection") -> list[tuple[float, str]]:
+def _succeeded(log_text: str, task: str | tuple[str, ...] = CHECKS) -> list[tuple[float, str]]:
     """(seconds, result) of every run of `task` a worker log says finished, in order."""
+    tasks = (task,) if isinstance(task, str) else task
     runs = []
     for name, whole, fraction, result in _TASK_SUCCEEDED.findall(log_text):
-        if name == task:
+        if name in tasks:
             redacted = "[redacted]" in fraction
-            runs.append((int(whole) + 1.0 if redacted else float(f"{whole}.{fraction[:-1]}"), result))
+            seconds = int(whole) + 1.0 if redacted else float(f"{whole}.{fraction[:-1]}")
+            runs += [(seconds, one) for one in per_check(result)]
     return runs
 
 

@@ -1,0 +1,115 @@
+"""Checks in batches: the sweeper's messages (CHECK_BATCH_SIZE connection ids each) claimed in one
+query, checked side by side, and their plain refreshes written together.
+
+Why: alone, a refresh paid Celery's cost per message (~2 ms of worker CPU), two queries to claim
+its row and six to write its result (docs/performance.md, issue #12). In a batch the message,
+the claim and the write are shared; the checks themselves stay one per row, exactly as
+``keycheck.check_claimed`` does them.
+
+Side by side, not one after the other: each check of a batch runs on this process's pool of
+check threads (CHECK_THREADS), so a key whose venue hangs delays no other key of its batch, and
+the task's thread is held no longer than its slowest check. Plain refreshes
+(``recording.plain_refresh``, almost all of a wave) are written as soon as those that finished
+together are in, so a slow one's wait is not the others'; anything else a check finds (a new
+status, a failure, a first verification) is written by the check at once, as alone.
+
+A check that has not started halfway through the claim's lifetime is not started: its row is let
+go for the sweeper, so a claim never lapses under a check still running. Checks a user waits for
+are never batched (exchanges.dispatch sends them alone, on their own queue).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import recording, venue_state
+from .claims import claim_many, release
+from .keycheck import PlainRefresh, check_claimed
+from .models import ExchangeConnection, Status
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor | None:
+    """This process's check threads; None when CHECK_THREADS is 0 (checks run in the caller's
+    thread, one after the other: for tests inside one database transaction)."""
+    global _pool
+    if settings.CHECK_THREADS <= 0:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.CHECK_THREADS, thread_name_prefix="check")
+        return _pool
+
+
+# What a check of a batch comes back with: a status it wrote, or a plain refresh for the batch
+# to write, or nothing (not started in time, or nothing to do).
+_Outcome = tuple[str | None, PlainRefresh | None]
+
+
+def _run(connection: ExchangeConnection, deadline: float, *, own_thread: bool) -> _Outcome:
+    if time.monotonic() > deadline:
+        release(connection)  # the sweeper sends it again
+        return None, None
+    if own_thread:
+        close_old_connections()  # as Celery does around a task: a broken or old connection goes
+    plain: list[PlainRefresh] = []
+    try:
+        status = check_claimed(connection, plain)
+    finally:
+        venue_state.settle_gates()
+        if own_thread:
+            close_old_connections()
+    return status, (plain[0] if plain else None)
+
+
+def connections_check(*, connection_ids: list[int]) -> list[str | None]:
+    """Check a batch of connections. Returns their statuses in the order of the ids (None: another
+    worker had it, there was nothing to do, or it was let go for the sweeper); an id sent twice is
+    checked once."""
+    deadline = time.monotonic() + settings.CHECK_CLAIM_SECONDS / 2
+    claimed = claim_many(connection_ids)
+    pool = _threads()
+    statuses: dict[int, str | None] = {}
+    if pool is None:
+        outcomes = [_run(connection, deadline, own_thread=False) for connection in claimed]
+        _settle(claimed, outcomes, statuses)
+    else:
+        _side_by_side(pool, claimed, deadline, statuses)
+    return [statuses.pop(connection_id, None) for connection_id in connection_ids]
+
+
+def _side_by_side(pool: ThreadPoolExecutor, claimed, deadline: float, statuses: dict) -> None:
+    running: dict[Future, ExchangeConnection] = {
+        pool.submit(_run, connection, deadline, own_thread=True): connection for connection in claimed
+    }
+    failure: BaseException | None = None
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        rows, outcomes = [], []
+        for future in finished:
+            rows.append(running.pop(future))
+            try:
+                outcomes.append(future.result())
+            except Exception as exc:  # noqa: BLE001 (raised below, once the others are written)
+                failure = failure or exc
+                outcomes.append((None, None))
+        _settle(rows, outcomes, statuses)
+    if failure is not None:
+        raise failure  # the task retries (a database outage): the checks written stay written
+
+
+def _settle(rows: list[ExchangeConnection], outcomes: list[_Outcome], statuses: dict) -> None:
+    """Write the plain refreshes among ``outcomes`` together; note every row's status."""
+    plain = [refresh for _, refresh in outcomes if refresh is not None]
+    written = {connection.pk for connection in recording.record_refreshes(plain)}
+    for connection, (status, refresh) in zip(rows, outcomes, strict=True):
+        if refresh is not None:
+            status = Status.CONNECTED if connection.pk in written else None
+        statuses[connection.pk] = status
