@@ -10,7 +10,7 @@ Side by side, not one after the other: each check of a batch runs on this proces
 check threads (CHECK_THREADS), so a key whose venue hangs delays no other key of its batch, and
 the task's thread is held no longer than its slowest check. Plain refreshes
 (``recording.plain_refresh``, almost all of a wave) are written as soon as those that finished
-together are in, so a slow one's wait is not the others'; anything else a check finds (a new
+together are in (GATHER_SECONDS), so a slow one's wait is not the others'; anything else a check finds (a new
 status, a failure, a first verification) is written by the check at once, as alone.
 
 A check that has not started halfway through the claim's lifetime is not started: its row is let
@@ -31,6 +31,11 @@ from . import recording, venue_state
 from .claims import claim_many, release
 from .keycheck import PlainRefresh, check_claimed
 from .models import ExchangeConnection, Status
+
+# After a check of a batch finishes, how long the others may take to finish too and be written in
+# the same transaction: a few queries per write, so the fewer writes the less CPU; and a key
+# that hangs delays the others' writes by no more than this.
+GATHER_SECONDS = 0.25
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -91,7 +96,9 @@ def _side_by_side(pool: ThreadPoolExecutor, claimed, deadline: float, statuses: 
     }
     failure: BaseException | None = None
     while running:
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        wait(running, return_when=FIRST_COMPLETED)
+        # Gather what finishes shortly after, to write it in the same transaction.
+        finished, _ = wait(running, timeout=GATHER_SECONDS)
         rows, outcomes = [], []
         for future in finished:
             rows.append(running.pop(future))
