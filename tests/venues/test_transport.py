@@ -87,3 +87,48 @@ def test_a_connection_idle_too_long_is_not_reused(sandbox, monkeypatch):
     (new,) = [conns[0][0] for conns in pool._idle.values()]
     assert new is not old and old.sock is None  # closed, and a fresh one opened instead
     pool.close()
+
+
+def _serve_raw(replies: list[bytes]) -> tuple[int, threading.Thread]:
+    """A server on one keep-alive connection that answers each request with the next reply."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        for reply in replies:
+            conn.recv(4096)
+            conn.sendall(reply)
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return server.getsockname()[1], thread
+
+
+def test_headers_read_without_regard_to_case_chunked_bodies_and_empty_ones_on_one_connection():
+    """The transport reads a response's headers itself (not through the email package): names in
+    any case, a chunked body, a 204 without one, all on one kept-alive connection."""
+    port, thread = _serve_raw(
+        [
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\nX-MBX-USED-WEIGHT-1M: 1200\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+            b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n',
+            b"HTTP/1.1 204 No Content\r\nX-Bapi-Limit-Status: 9\r\n\r\n",
+        ]
+    )
+    pool = HttpPool()
+    url = f"http://127.0.0.1:{port}/x"
+    limited = pool.get(url, timeout=(1, 1))
+    assert (limited.status, limited.body) == (429, b"{}")
+    assert limited.headers.get("Retry-After") == "7" and limited.headers["x-mbx-used-weight-1m"] == "1200"
+    assert "RETRY-AFTER" in limited.headers and limited.headers.get("Missing") is None
+    chunked = pool.get(url, timeout=(1, 1))
+    assert (chunked.status, chunked.body) == (200, b'{"a":1}')
+    empty = pool.get(url, timeout=(1, 1))
+    assert (empty.status, empty.body, empty.headers.get("x-bapi-limit-status")) == (204, b"", "9")
+    thread.join(5)
+    assert len(pool._idle) == 1  # one connection served all three
+    pool.close()

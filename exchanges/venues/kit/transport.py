@@ -29,10 +29,73 @@ class TransportError(Exception):
         self.timeout = timeout
 
 
+class Headers(dict):
+    """A response's headers, looked up without regard to case (``get``), as the venue clients
+    read them. A header sent twice keeps its last value."""
+
+    __slots__ = ()
+
+    def get(self, name: str, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+class _Response(http.client.HTTPResponse):
+    """``http.client``'s response, its headers read into ``Headers`` instead of through the
+    ``email`` package (~20 µs per response less, three responses per refresh). The rest is the
+    standard library's ``begin``: status line, chunked or sized body, keep-alive."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            http.client._read_headers(self.fp)  # a 100 Continue's headers: skipped
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        headers = Headers()
+        for line in http.client._read_headers(self.fp):
+            name, _, value = line.decode("iso-8859-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.headers = self.msg = headers
+        self.chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200:
+            self.length = 0
+        if self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    headers: http.client.HTTPMessage
+    headers: Headers
     body: bytes
 
 
@@ -150,6 +213,7 @@ class HttpPool:
             conn = http.client.HTTPSConnection(host, port, timeout=timeout[0], context=self._ssl_context)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout[0])
+        conn.response_class = _Response
         try:
             conn.connect()
         except TimeoutError:
