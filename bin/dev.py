@@ -1,4 +1,4 @@
-"""`make run` / `make demo`: start web, worker and beat (and Redis when REDIS_URL is unset,
+"""`make run` / `make demo`: start web, workers and beat (and Redis when REDIS_URL is unset,
 and every exchange's sandbox for the demo) under honcho. Ctrl-C stops them all."""
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def main() -> None:
     env["WEB_PORT"] = env.get("PORT", "8000")
     # Links in alert mails (printed on the worker's console in development) open this dashboard.
     env.setdefault("SITE_URL", f"http://127.0.0.1:{env['WEB_PORT']}")
-    processes = ["web", "worker", "beat"]
+    # "interactive": a small worker for the checks a user waits for only, so that a refresh wave
+    # holding every thread of the main worker never makes Connect wait (docs/deploy.md).
+    processes = ["web", "worker", "interactive", "beat"]
     if not env.get("REDIS_URL"):
         port = free_port()
         env["EMBEDDED_REDIS_PORT"] = str(port)
