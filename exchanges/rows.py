@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connections, router
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
 
@@ -32,8 +32,7 @@ def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
     if not objects:
         return
     model = type(objects[0])
-    using = router.db_for_write(model)
-    connection = connections[using]
+    connection = connections[router.db_for_write(model)]
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in field_names]
     pk = model._meta.pk
@@ -42,11 +41,8 @@ def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
         + ", ".join(f"{quote(field.column)} = %s" for field in fields)
         + f" WHERE {quote(pk.column)} = %s"
     )
-    rows = [
-        [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields]
-        + [pk.get_db_prep_save(obj.pk, connection)]
-        for obj in objects
-    ]
+    named = list(zip([field.attname for field in fields], _preparers(fields, connection), strict=True))
+    rows = [[prepare(getattr(obj, name)) for name, prepare in named] + [obj.pk] for obj in objects]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -60,40 +56,45 @@ def insert(
     order of ``rows``, when ``returning_pks``."""
     if not rows:
         return []
-    using = router.db_for_write(model)
-    connection = connections[using]
+    connection = connections[router.db_for_write(model)]
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in rows[0]]
     columns = ", ".join(quote(field.column) for field in fields)
     head = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "
     tail = f" RETURNING {quote(model._meta.pk.column)}" if returning_pks else ""
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    named = list(zip(rows[0], _preparers(fields, connection), strict=True))
     pks: list = []
     with connection.cursor() as cursor:
         if not returning_pks and connection.vendor == "postgresql":
             # psycopg converts a query's placeholders in Python, and caches the conversion only
             # for queries of at most 50 parameters: one row's INSERT sent for every row in a
             # pipeline costs less than one long multi-row VALUES.
-            cursor.executemany(
-                head + one,
-                [
-                    [field.get_db_prep_save(_value(row[field.name]), connection) for field in fields]
-                    for row in rows
-                ],
-            )
+            cursor.executemany(head + one, [[prepare(row[name]) for name, prepare in named] for row in rows])
             return pks
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            params = [
-                field.get_db_prep_save(_value(row[field.name]), connection)
-                for row in part
-                for field in fields
-            ]
+            params = [prepare(row[name]) for row in part for name, prepare in named]
             cursor.execute(head + ", ".join([one] * len(part)) + tail, params)
             if returning_pks:
                 pks.extend(row[0] for row in cursor.fetchall())
     return pks
 
 
-def _value(value):
-    return value.pk if isinstance(value, Model) else value  # a related object: its key
+def _preparers(fields, connection) -> list:
+    """Per field, what turns a value into the parameter Django sends for it. Fields that adapt
+    nothing per database (text, numbers, ExactDecimalField) use their own ``get_prep_value``: the
+    same result without two layers of calls per value, hundreds of values per batch. A related
+    object stands for its primary key."""
+    preparers = []
+    for field in fields:
+        plain = not field.is_relation and type(field).get_db_prep_value is Field.get_db_prep_value
+        if plain and type(field).get_db_prep_save is Field.get_db_prep_save:
+            preparers.append(field.get_prep_value)
+        else:
+            preparers.append(lambda value, field=field: field.get_db_prep_save(_key(value), connection))
+    return preparers
+
+
+def _key(value):
+    return value.pk if isinstance(value, Model) else value
