@@ -4,7 +4,7 @@ through real Redis and PostgreSQL, under cProfile. Not a figure for docs/perform
 profiler slows what it measures): a map of the hot path, to compare before and after a change.
 
 Run from the repository root: .venv/bin/python bench/refresh_profile.py [--keys N] [--batch N]
-    [--top N] [--sort cumulative|tottime]
+    [--top N] [--sort cumulative|tottime] [--latency-ms N]  (CHECK_THREADS=0: no check threads)
 
 Prints our CPU per refresh without the profiler (a first pass) and with it, then the profile.
 """
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="checks per task message")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--latency-ms", type=int, default=0, help="the sandbox's latency on every call")
     args = parser.parse_args()
 
     from bitsgap_clone import embedded_redis
@@ -56,7 +57,7 @@ def main() -> None:
     database_url = postgres_database(base_url, db_name, create=True)
     redis_process, redis_url = embedded_redis.start()
     try:
-        with sandbox_process(_serve_sandbox, "htx", range(args.keys), 0) as (url, _pid):
+        with sandbox_process(_serve_sandbox, "htx", range(args.keys), args.latency_ms) as (url, _pid):
             os.environ.update(
                 DEBUG="0",
                 SECRET_KEY="bench-secret-key-not-for-production-0123456789abcdef",

@@ -20,9 +20,10 @@ are never batched (exchanges.dispatch sends them alone, on their own queue).
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -91,17 +92,25 @@ def connections_check(*, connection_ids: list[int]) -> list[str | None]:
 
 
 def _side_by_side(pool: ThreadPoolExecutor, claimed, deadline: float, statuses: dict) -> None:
-    running: dict[Future, ExchangeConnection] = {
-        pool.submit(_run, connection, deadline, own_thread=True): connection for connection in claimed
-    }
+    done: queue.SimpleQueue = queue.SimpleQueue()  # (connection, future), as each check ends
+    for connection in claimed:
+        future = pool.submit(_run, connection, deadline, own_thread=True)
+        future.add_done_callback(lambda future, connection=connection: done.put((connection, future)))
     failure: BaseException | None = None
-    while running:
-        wait(running, return_when=FIRST_COMPLETED)
+    left = len(claimed)
+    while left:
+        finished = [done.get()]
         # Gather what finishes shortly after, to write it in the same transaction.
-        finished, _ = wait(running, timeout=GATHER_SECONDS)
+        until = time.monotonic() + GATHER_SECONDS
+        while len(finished) < left:
+            try:
+                finished.append(done.get(timeout=max(until - time.monotonic(), 0)))
+            except queue.Empty:
+                break
+        left -= len(finished)
         rows, outcomes = [], []
-        for future in finished:
-            rows.append(running.pop(future))
+        for connection, future in finished:
+            rows.append(connection)
             try:
                 outcomes.append(future.result())
             except Exception as exc:  # noqa: BLE001 (raised below, once the others are written)
