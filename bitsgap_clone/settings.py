@@ -105,6 +105,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # database restart costs one failed check, not a broken pool. Each web or worker thread holds one.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Celery's Django fixup closes every database connection after every task unless this is set
+# (then after every 2 × this many): a new PostgreSQL connection per batch of checks, ~2 ms of the
+# worker's CPU and a server process each. Set out of reach; bitsgap_clone/celery.py closes what
+# Django itself would close (CONN_MAX_AGE, a broken connection) around each task instead.
+CELERY_DB_REUSE_MAX = 10**9
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so worker processes started by the tests share the test database.
     # Named per process so two test runs on one checkout do not share it.
