@@ -66,7 +66,7 @@ bench: install-dev
 	$(BIN)/python bench/page_load.py
 	$(BIN)/python bench/connect_latency.py
 	$(BIN)/python bench/refresh_scale.py
-	$(BIN)/python bench/refresh_scale.py --batch 20 --concurrency 24
+	$(BIN)/python bench/refresh_scale.py --batch 1
 	$(BIN)/python bench/refresh_scale.py --connects 20
 	$(BIN)/python bench/history_prune.py
 
