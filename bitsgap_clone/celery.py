@@ -14,9 +14,11 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 @task_postrun.connect
-def _database_hygiene(**kwargs) -> None:
+def _database_hygiene(task=None, **kwargs) -> None:
     """Around each task, what Django does around each request: close a connection older than
-    CONN_MAX_AGE or one that failed, keep the rest (settings.CELERY_DB_REUSE_MAX)."""
+    CONN_MAX_AGE or one that failed, keep the rest (settings.CELERY_DB_REUSE_MAX). Not for a
+    task run eagerly (``apply``) inside the caller's transaction, as Celery's fixup does not."""
     from django.db import close_old_connections
 
-    close_old_connections()
+    if task is None or not getattr(task.request, "is_eager", False):
+        close_old_connections()

@@ -48,8 +48,8 @@ def test_a_new_key_and_refresh_now_go_to_the_interactive_queue_and_refreshes_do_
     ExchangeConnection.objects.filter(pk=connection.pk).update(
         status=Status.CONNECTED, established=True, next_check_at=timezone.now()
     )
-    assert queue_due_checks() == 1  # a scheduled refresh: the default queue
-    assert _queued(broker, "celery") == [[connection.pk]]
+    assert queue_due_checks() == 1  # a scheduled refresh: the default queue, in a batch
+    assert _queued(broker, "celery") == [[[connection.pk]]]
     assert broker.llen(INTERACTIVE_QUEUE) == 0
 
     connection.refresh_from_db()
