@@ -14,12 +14,13 @@ nothing to do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from django import db
 from django.conf import settings
 
-from . import keycheck, queue_marks, retention, selectors
+from . import budget, keycheck, queue_marks, retention, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
     return [keycheck.connection_check(connection_id=connection_id) for connection_id in connection_ids]
 
 
+# Where the paced refreshes go (settings.CELERY_TASK_QUEUES): every worker consumes it.
+PACED_QUEUE = "paced"
+
 # What the sweeper sent is marked until its check starts (exchanges.queue_marks).
 QUEUED_MARK = "exchanges:queued:{}"
 
@@ -64,16 +68,50 @@ def _unmark_queued(ids: list[int]) -> None:
 
 @shared_task(ignore_result=True)
 def queue_due_checks() -> int:
-    """Send what is due (see selectors.connections_due_for_check) and not already queued."""
-    ids = _mark_queued(selectors.connections_due_for_check())
+    """Send what is due (see selectors.connections_due_for_check) and not already queued.
+
+    A venue whose refreshes count against a per-IP limit (exchanges.budget) gets at most what its
+    budget allows until the next sweep, the longest overdue first, each check due to start at its
+    turn (so a limit counted over a few seconds is not spent in one burst); the rest stay unsent
+    and unmarked for later sweeps. Checks a user is waiting for do not come through here
+    (exchanges.dispatch), so nothing holds them back."""
+    limited = budget.budgets()
+    sent = _send(_mark_queued(selectors.connections_due_except(list(limited))))
+    intervals = selectors.refresh_intervals(list(limited))
+    for venue_id, venue_budget in limited.items():
+        sent += _send_paced(venue_budget)
+        budget.publish(venue_budget, intervals.get(venue_id, {}))
+    return sent
+
+
+def _send_paced(venue_budget: budget.Budget) -> int:
+    pace = budget.pace(venue_budget)
+    if pace.allowance <= 0:
+        return 0
+    # Rows of the allowance still waiting in the queue count against it: sent, not yet started.
+    ids = _mark_queued(selectors.connections_due_oldest(venue_budget.venue_id, pace.allowance))
+    try:
+        return _send(ids, countdown=pace.countdown, queue=PACED_QUEUE)
+    finally:
+        pace.sent(len(ids))
+
+
+def _send(ids: list[int], countdown: Callable[[int], float] | None = None, queue: str = "") -> int:
     size = max(settings.CHECK_BATCH_SIZE, 1)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
         try:
-            if size == 1:
-                check_connection.delay(batch[0])
+            if countdown is None:
+                if size == 1:
+                    check_connection.delay(batch[0])
+                else:
+                    check_connections.delay(batch)
             else:
-                check_connections.delay(batch)
+                later = {"countdown": max(countdown(start), 0.0), "queue": queue}
+                if size == 1:
+                    check_connection.apply_async((batch[0],), **later)
+                else:
+                    check_connections.apply_async((batch,), **later)
         except Exception:
             _unmark_queued(ids[start:])  # not sent: the next sweep sends them
             raise
