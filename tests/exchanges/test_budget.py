@@ -260,6 +260,33 @@ def test_a_paced_refresh_runs_in_a_real_worker_against_the_binance_sandbox(
     assert sum(stats["refused_by_rate_limit"].values()) == 0
 
 
+def test_a_wave_measures_a_venues_clock_once_per_process_not_once_per_thread():
+    """At a wave's start every thread wants the clock; a venue limiting that call per IP (OKX's
+    10 per 2 s) would refuse some if each asked."""
+    import threading
+    import time
+
+    from exchanges import venue_state
+
+    class Client:
+        clock_offset_ms = 0
+        calls = 0
+
+        def sync_clock(self) -> int:
+            Client.calls += 1
+            time.sleep(0.05)
+            return 42
+
+    clients = [Client() for _ in range(16)]
+    threads = [threading.Thread(target=venue_state.sync_clock, args=(BINANCE, c)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Client.calls == 1
+    assert {c.clock_offset_ms for c in clients} == {42}
+
+
 # --- What the pages say -----------------------------------------------------------------------------
 
 
