@@ -25,7 +25,8 @@ share it too: conservative, never over the venue's limits.
 Effective interval: when a venue's connections want more refreshes than its budget allows, each
 waits past its due time. The sweeper solves for that wait from the current counts (one query) and
 keeps it in Redis for a few sweeps (``publish``); pages read it (``interval_note``) and show
-nothing when it is missing or stale, rather than a figure that may be wrong.
+nothing when it is missing or stale, or when the workers do not keep up with the budget (then
+refreshes come later than the budget says), rather than a figure that may be wrong.
 """
 
 from __future__ import annotations
@@ -205,14 +206,30 @@ def stretch_seconds(intervals: Mapping[int, int], per_second: float) -> float:
     return high
 
 
-def publish(budget: Budget, intervals: Mapping[int, int]) -> float:
-    """Keep the venue's current stretch (and what it came from) for the pages; returns it."""
+def behind(*, waiting: int, allowance: int) -> bool:
+    """Are the workers behind the venue's budget? ``waiting``: rows of this sweep's allowance
+    that earlier sweeps sent and whose checks have not started yet (a few are the last checks of
+    the previous sweep, due about now)."""
+    return waiting > max(2, allowance // 10)
+
+
+def publish(budget: Budget, intervals: Mapping[int, int], *, behind: bool = False) -> float | None:
+    """Keep the venue's current stretch (and what it came from) for the pages; returns it.
+
+    ``behind``: the workers do not keep up with the budget (the machine is busy with other
+    work), so connections wait longer than the budget alone says: the figure is withdrawn (no
+    note) rather than shown too short."""
+    key = STRETCH_KEY.format(budget.venue_id)
+    if behind:
+        with contextlib.suppress(redis.RedisError):
+            redis_client().delete(key)
+        return None
     stretch = stretch_seconds(intervals, budget.per_second or 0.0)
     keys = sum(intervals.values())
     value = {"stretch": round(stretch, 1), "keys": keys, "per_minute": round(budget.per_minute or 0.0, 2)}
     ttl = STRETCH_SWEEPS * max(int(settings.SWEEP_SECONDS), 1)
     with contextlib.suppress(redis.RedisError):
-        redis_client().set(STRETCH_KEY.format(budget.venue_id), json.dumps(value), ex=ttl)
+        redis_client().set(key, json.dumps(value), ex=ttl)
     return stretch
 
 

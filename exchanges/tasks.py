@@ -14,6 +14,7 @@ nothing to do.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from celery import shared_task
@@ -53,6 +54,8 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
 
 # Where the paced refreshes go (settings.CELERY_TASK_QUEUES): every worker consumes it.
 PACED_QUEUE = "paced"
+# The paced checks due within this many seconds of each other go in one message.
+PACED_SLOT_SECONDS = 1.0
 
 # What the sweeper sent is marked until its check starts (exchanges.queue_marks).
 QUEUED_MARK = "exchanges:queued:{}"
@@ -79,25 +82,35 @@ def queue_due_checks() -> int:
     sent = _send(_mark_queued(selectors.connections_due_except(list(limited))))
     intervals = selectors.refresh_intervals(list(limited))
     for venue_id, venue_budget in limited.items():
-        sent += _send_paced(venue_budget)
-        budget.publish(venue_budget, intervals.get(venue_id, {}))
+        paced, behind = _send_paced(venue_budget)
+        sent += paced
+        budget.publish(venue_budget, intervals.get(venue_id, {}), behind=behind)
     return sent
 
 
-def _send_paced(venue_budget: budget.Budget) -> int:
+def _send_paced(venue_budget: budget.Budget) -> tuple[int, bool]:
+    """Send what the venue's budget allows now; -> (how many, whether the workers are behind)."""
     pace = budget.pace(venue_budget)
     if pace.allowance <= 0:
-        return 0
+        return 0, False
+    due = selectors.connections_due_oldest(venue_budget.venue_id, pace.allowance)
     # Rows of the allowance still waiting in the queue count against it: sent, not yet started.
-    ids = _mark_queued(selectors.connections_due_oldest(venue_budget.venue_id, pace.allowance))
+    ids = _mark_queued(due)
+    # A worker holds a message with a countdown until its time, and takes one more message from
+    # the queues for each it holds (Celery's prefetch grows by one per waiting task): so the
+    # checks of about a second go in one message, run one after the other, not one message each.
+    size = max(settings.CHECK_BATCH_SIZE, math.ceil(pace.per_second * PACED_SLOT_SECONDS), 1)
     try:
-        return _send(ids, countdown=pace.countdown, queue=PACED_QUEUE)
+        sent = _send(ids, countdown=pace.countdown, queue=PACED_QUEUE, size=size)
     finally:
         pace.sent(len(ids))
+    return sent, budget.behind(waiting=len(due) - len(ids), allowance=pace.allowance)
 
 
-def _send(ids: list[int], countdown: Callable[[int], float] | None = None, queue: str = "") -> int:
-    size = max(settings.CHECK_BATCH_SIZE, 1)
+def _send(
+    ids: list[int], countdown: Callable[[int], float] | None = None, queue: str = "", size: int = 0
+) -> int:
+    size = size or max(settings.CHECK_BATCH_SIZE, 1)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
         try:

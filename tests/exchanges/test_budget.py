@@ -54,7 +54,11 @@ def _messages(broker, queue: str = tasks.PACED_QUEUE) -> list[tuple[list, dateti
 
 
 def _sent_ids(broker, queue: str = tasks.PACED_QUEUE) -> list[int]:
-    return [args[0] for args, _ in _messages(broker, queue)]
+    """Every connection id sent to ``queue``, in order (a message may carry several)."""
+    ids: list[int] = []
+    for args, _ in _messages(broker, queue):
+        ids += args[0] if isinstance(args[0], list) else [args[0]]
+    return ids
 
 
 def _due(owner, venue_id: str, n: int, *, start: int = 0) -> list[int]:
@@ -151,11 +155,14 @@ def test_the_sweeper_sends_binance_at_most_its_budget_until_the_next_sweep(alice
     # The rest are neither sent nor marked: a later sweep sends them.
     marked = budget.redis_client().exists(*[tasks.QUEUED_MARK.format(pk) for pk in ids[allowance:]])
     assert marked == 0
-    # Spread over the 30 s until the next sweep, one every 60 / 166.2 s, not sent in one burst.
-    etas = [eta for _, eta in _messages(broker)][1:]  # the first starts at once (no eta)
+    # Spread over the 30 s until the next sweep, one every 60 / 166.2 s, not sent in one burst:
+    # the checks of about a second in one message (3), each message due at its first's turn.
+    messages = _messages(broker)
+    assert [len(args[0]) for args, _ in messages] == [3] * 27 + [2]
+    etas = [eta for _, eta in messages][1:]  # the first starts at once (no eta)
     assert all(etas) and etas == sorted(etas)
     spread = (etas[-1] - etas[0]).total_seconds()
-    assert spread == pytest.approx((allowance - 2) * 60 / budget.venue_budget(BINANCE).per_minute, abs=0.5)
+    assert spread == pytest.approx((81 - 3) * 60 / budget.venue_budget(BINANCE).per_minute, abs=0.5)
 
     assert tasks.queue_due_checks() == 0  # a sweep that comes early sends nothing more
 
@@ -335,6 +342,23 @@ def test_the_sweeper_publishes_the_stretch_from_current_counts(alice, broker, se
     got = budget.stretches(["binance"])["binance"]
     assert got.keys == 2_000
     assert 300 + got.seconds == pytest.approx(2_000 / (budget.venue_budget(BINANCE).per_minute / 60), abs=0.2)
+
+
+@pytest.mark.django_db
+def test_when_the_workers_are_behind_the_budget_the_figure_is_withdrawn(alice, broker, settings):
+    settings.SWEEP_SECONDS = 30
+    _due(alice, "binance", 2_000)
+    tasks.queue_due_checks()
+    assert "binance" in budget.stretches(["binance"])
+    _next_sweep("binance")  # the next sweep, and none of the first sweep's checks has started
+    tasks.queue_due_checks()
+    assert budget.stretches(["binance"]) == {}  # no note rather than one too short
+
+
+def test_a_few_checks_of_the_previous_sweep_not_yet_started_are_not_being_behind():
+    assert not budget.behind(waiting=2, allowance=83)
+    assert not budget.behind(waiting=8, allowance=83)
+    assert budget.behind(waiting=9, allowance=83)
 
 
 @pytest.fixture
