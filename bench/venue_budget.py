@@ -3,7 +3,7 @@ Binance), or of a mix of venues, refreshed by real Celery workers while the swee
 bounded time; does the sweeper send each venue what its per-IP budget allows, and no more?
 
 Run from the repository root: .venv/bin/python bench/venue_budget.py [--keys N]
-    [--venues binance | htx,binance,okx,bybit] [--minutes N] [--latency-ms N] [--workers N]
+    [--venues binance | htx,binance,okx,bybit | --mix] [--minutes N] [--latency-ms N] [--workers N]
     [--concurrency N] [--cap N] [--sweep-seconds N] [--redis-url URL]
 
 What runs where (as bench/refresh_scale.py, whose helpers it uses):
@@ -268,6 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=KEYS)
     parser.add_argument("--venues", type=_venues_arg, default=[VENUES["binance"]])
+    parser.add_argument("--mix", action="store_true", help="every venue of this bench, the keys in turn")
     parser.add_argument("--minutes", type=float, default=4.0, help="how long the workers and the sweeper run")
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
@@ -280,7 +281,7 @@ def main() -> None:
         "--redis-url", help="a Redis database to use (emptied first) instead of an own redis-server"
     )
     args = parser.parse_args()
-    venues: list[BenchVenue] = args.venues
+    venues: list[BenchVenue] = list(VENUES.values()) if args.mix else args.venues
     indices = {venue.id: list(range(n, args.keys, len(venues))) for n, venue in enumerate(venues)}
 
     from bitsgap_clone import embedded_redis
