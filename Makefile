@@ -68,6 +68,8 @@ bench: install-dev
 	$(BIN)/python bench/refresh_scale.py
 	$(BIN)/python bench/refresh_scale.py --batch 1
 	$(BIN)/python bench/refresh_scale.py --connects 20
+	$(BIN)/python bench/venue_budget.py
+	$(BIN)/python bench/venue_budget.py --mix --minutes 6
 	$(BIN)/python bench/history_prune.py
 
 clean:

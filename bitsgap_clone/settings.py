@@ -346,7 +346,16 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # is not stuck behind a wave of thousands of checks (and then discarded as expired).
 # Alerts have theirs too (alerts.tasks), and so do the checks a user is waiting for (a new key,
 # Refresh now, a replacement: exchanges.dispatch), so neither is stuck behind a refresh wave.
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("periodic"), Queue("alerts"), Queue("interactive"))
+# Refreshes the sweeper spreads over time to fit a venue's per-IP budget (exchanges.budget) go
+# to a queue of their own too: held until their turn, they are not stuck behind a wave of
+# refreshes of other venues, and so do not start late all at once.
+CELERY_TASK_QUEUES = (
+    Queue("celery"),
+    Queue("periodic"),
+    Queue("alerts"),
+    Queue("interactive"),
+    Queue("paced"),
+)
 CELERY_TASK_ROUTES = {
     "exchanges.tasks.queue_due_checks": {"queue": "periodic"},
     "exchanges.tasks.prune_snapshots": {"queue": "periodic"},

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import CharField, OuterRef, Q, Subquery, Value
+from django.db.models import Case, CharField, Count, F, OuterRef, Q, Subquery, Value, When
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -39,18 +39,7 @@ def connection_get_for_user(user, pk: int) -> ExchangeConnection:
 def connections_due_for_check() -> list[int]:
     """Ids to queue: connections due for their next check, and submissions nobody picked up
     (a lost message, a dead worker, a Redis restarted without persistence)."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.VERIFY_STALE_SECONDS)
-    submitted = Q(status=Status.VERIFYING) | Q(pending_fingerprint__isnull=False)
-    return list(
-        ExchangeConnection.objects.unclaimed(now)
-        .needing_check(now)
-        .filter(
-            Q(next_check_at__lte=now, access_key_fingerprint__isnull=False) & ~Q(status=Status.VERIFYING)
-            | submitted & Q(updated_at__lt=stale)
-        )
-        .values_list("pk", flat=True)
-    )
+    return list(due_for_check(timezone.now()).values_list("pk", flat=True))
 
 
 # --- My Exchanges and the detail page ---------------------------------------------------------
@@ -347,3 +336,63 @@ def server_addresses(venue_id: str, seen: list[Sighting] | None = None) -> Serve
         configured=parse_egress_ips(settings.EGRESS_IPS),
         seen=tuple(ordered[:SEEN_SHOWN]),
     )
+
+
+# --- The sweeper and the venues' refresh budgets (exchanges.budget) ------------------------------
+
+
+def due_for_check(now: datetime):
+    """The rows ``connections_due_for_check`` returns, as a QuerySet."""
+    stale = now - timedelta(seconds=settings.VERIFY_STALE_SECONDS)
+    submitted = Q(status=Status.VERIFYING) | Q(pending_fingerprint__isnull=False)
+    return (
+        ExchangeConnection.objects.unclaimed(now)
+        .needing_check(now)
+        .filter(
+            Q(next_check_at__lte=now, access_key_fingerprint__isnull=False) & ~Q(status=Status.VERIFYING)
+            | submitted & Q(updated_at__lt=stale)
+        )
+    )
+
+
+def connections_due_except(venue_ids: list[str]) -> list[int]:
+    """Ids due for a check on every venue but ``venue_ids`` (those the sweeper budgets)."""
+    return list(due_for_check(timezone.now()).exclude(exchange__in=venue_ids).values_list("pk", flat=True))
+
+
+def connections_due_oldest(venue_id: str, limit: int) -> list[int]:
+    """At most ``limit`` ids due for a check on one venue, the longest overdue first (a lost
+    submission, whose due time is unset, before them all): one query."""
+    if limit <= 0:
+        return []
+    return list(
+        due_for_check(timezone.now())
+        .filter(exchange=venue_id)
+        .order_by(F("next_check_at").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def refresh_intervals(venue_ids: list[str]) -> dict[str, dict[int, int]]:
+    """Per venue, the connections on a schedule by the interval they want, in seconds:
+    ``{venue id: {interval: how many}}`` (one query). A working key wants its owner's refresh
+    interval; a refused one is looked at every RECHECK_REFUSED_SECONDS."""
+    if not venue_ids:
+        return {}
+    rows = (
+        ExchangeConnection.objects.filter(
+            exchange__in=venue_ids, access_key_fingerprint__isnull=False, next_check_at__isnull=False
+        )
+        .annotate(working=Case(When(status__in=WORKING, then=Value(True)), default=Value(False)))
+        .values_list("exchange", "working", "owner__refresh_minutes")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    found: dict[str, dict[int, int]] = {venue_id: {} for venue_id in venue_ids}
+    for exchange, working, minutes, n in rows:
+        if working:
+            seconds = minutes * 60 if minutes else settings.BALANCE_REFRESH_SECONDS
+        else:
+            seconds = settings.RECHECK_REFUSED_SECONDS
+        found[exchange][seconds] = found[exchange].get(seconds, 0) + n
+    return found

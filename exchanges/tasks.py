@@ -14,12 +14,14 @@ nothing to do.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 
 from celery import shared_task
 from django import db
 from django.conf import settings
 
-from . import batches, keycheck, queue_marks, retention, selectors
+from . import batches, budget, keycheck, queue_marks, retention, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,11 @@ def check_connections(connection_ids: list[int]) -> list[str | None]:
     return batches.connections_check(connection_ids=connection_ids)
 
 
+# Where the paced refreshes go (settings.CELERY_TASK_QUEUES): every worker consumes it.
+PACED_QUEUE = "paced"
+# The paced checks due within this many seconds of each other go in one message.
+PACED_SLOT_SECONDS = 1.0
+
 # What the sweeper sent is marked until its check starts (exchanges.queue_marks).
 QUEUED_MARK = "exchanges:queued:{}"
 
@@ -64,16 +71,61 @@ def _unmark_queued(ids: list[int]) -> None:
 
 @shared_task(ignore_result=True)
 def queue_due_checks() -> int:
-    """Send what is due (see selectors.connections_due_for_check) and not already queued."""
-    ids = _mark_queued(selectors.connections_due_for_check())
-    size = max(settings.CHECK_BATCH_SIZE, 1)
+    """Send what is due (see selectors.connections_due_for_check) and not already queued.
+
+    A venue whose refreshes count against a per-IP limit (exchanges.budget) gets at most what its
+    budget allows until the next sweep, the longest overdue first, each check due to start at its
+    turn (so a limit counted over a few seconds is not spent in one burst); the rest stay unsent
+    and unmarked for later sweeps. Checks a user is waiting for do not come through here
+    (exchanges.dispatch), so nothing holds them back."""
+    limited = budget.budgets()
+    sent = _send(_mark_queued(selectors.connections_due_except(list(limited))))
+    intervals = selectors.refresh_intervals(list(limited))
+    for venue_id, venue_budget in limited.items():
+        paced, behind = _send_paced(venue_budget)
+        sent += paced
+        budget.publish(venue_budget, intervals.get(venue_id, {}), behind=behind)
+    return sent
+
+
+def _send_paced(venue_budget: budget.Budget) -> tuple[int, bool]:
+    """Send what the venue's budget allows now; -> (how many, whether the workers are behind)."""
+    pace = budget.pace(venue_budget)
+    if pace.allowance <= 0:
+        return 0, False
+    due = selectors.connections_due_oldest(venue_budget.venue_id, pace.allowance)
+    # Rows of the allowance still waiting in the queue count against it: sent, not yet started.
+    ids = _mark_queued(due)
+    # A worker holds a message with a countdown until its time, and takes one more message from
+    # the queues for each it holds (Celery's prefetch grows by one per waiting task): so the
+    # checks of about a second go in one message (run side by side), not one message each, and
+    # no more, so the budget is spent evenly rather than in bursts of CHECK_BATCH_SIZE.
+    size = max(math.ceil(pace.per_second * PACED_SLOT_SECONDS), 1)
+    try:
+        sent = _send(ids, countdown=pace.countdown, queue=PACED_QUEUE, size=size)
+    finally:
+        pace.sent(len(ids))
+    return sent, budget.behind(waiting=len(due) - len(ids), allowance=pace.allowance)
+
+
+def _send(
+    ids: list[int], countdown: Callable[[int], float] | None = None, queue: str = "", size: int = 0
+) -> int:
+    size = size or max(settings.CHECK_BATCH_SIZE, 1)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
         try:
-            if size == 1:
-                check_connection.delay(batch[0])
+            if countdown is None:
+                if size == 1:
+                    check_connection.delay(batch[0])
+                else:
+                    check_connections.delay(batch)
             else:
-                check_connections.delay(batch)
+                later = {"countdown": max(countdown(start), 0.0), "queue": queue}
+                if size == 1:
+                    check_connection.apply_async((batch[0],), **later)
+                else:
+                    check_connections.apply_async((batch,), **later)
         except Exception:
             _unmark_queued(ids[start:])  # not sent: the next sweep sends them
             raise

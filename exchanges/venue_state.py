@@ -34,6 +34,7 @@ _gates: dict[str, Gate] = {}
 # rather than before every check. It is this process's clock that may be off, so the figure is
 # not shared between machines. venue id -> (monotonic time measured, offset ms)
 _clocks: dict[str, tuple[float, int]] = {}
+_clock_locks: dict[str, threading.Lock] = {}
 _prices_memo: dict[str, tuple[float, dict[str, Decimal]]] = {}
 
 
@@ -102,11 +103,26 @@ def settle_gates() -> None:
         gate.settle()
 
 
-def sync_clock(venue: Venue, client: VenueClient) -> int:
+def _fresh_clock(venue: Venue) -> tuple[float, int] | None:
     clock = _clocks.get(venue.id)
     if clock is None or time.monotonic() - clock[0] > float(registry.setting(venue, "CLOCK_SYNC_SECONDS")):
-        offset = client.sync_clock()
-        _clocks[venue.id] = clock = (time.monotonic(), offset)
+        return None
+    return clock
+
+
+def sync_clock(venue: Venue, client: VenueClient) -> int:
+    clock = _fresh_clock(venue)
+    if clock is None:
+        # One thread of this process measures while the others wait for its figure: at a wave's
+        # start every thread would otherwise call the venue's clock at once, and a venue limiting
+        # that call per IP (10 per 2 s) refuses some.
+        with _lock:
+            venue_lock = _clock_locks.setdefault(venue.id, threading.Lock())
+        with venue_lock:
+            clock = _fresh_clock(venue)
+            if clock is None:
+                offset = client.sync_clock()
+                _clocks[venue.id] = clock = (time.monotonic(), offset)
     client.clock_offset_ms = clock[1]
     return clock[1]
 

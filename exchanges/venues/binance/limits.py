@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from exchanges.venues.kit.venue import Limit
 
+from .endpoints import ACCOUNT, FUNDING, KEY_PERMISSIONS, OVERVIEW
+
 MINUTE_MS = 60_000
 API_LIMIT = 6_000
 SAPI_IP_LIMIT = 12_000
@@ -59,3 +61,8 @@ LIMITS.update({family: _limit(family, DEFAULT_WEIGHTS[family]) for family in _FA
 def limit_for(path: str) -> Limit:
     """The budget and weight of one request to ``path`` (a Binance path, no query)."""
     return LIMITS.get(path) or LIMITS[family_of(path)]
+
+
+# A scheduled refresh: E4 (the key's permissions), E5 (spot, and the uid), E6 (funding), E7 (the
+# wallet overview). Earn, margin and futures are read only when E7 shows money there.
+REFRESH_PATHS: tuple[str, ...] = (KEY_PERMISSIONS, ACCOUNT, FUNDING, OVERVIEW)

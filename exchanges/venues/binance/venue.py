@@ -55,6 +55,8 @@ class BinanceVenue(Venue):
     not_described_note = "Binance did not describe this key."
     # binance-api.md §5: without trusted IPs "Enable Spot & Margin Trading" is unticked after 30 days.
     unbound_key_rule = UnboundKeyRule(30, "removes the trading permission from a key", term="IP restriction")
+    # Before ``limits`` below, which hides the module of that name in this class body.
+    refresh_paths = limits.REFRESH_PATHS
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.KEY_IP_OR_PERMISSION: Text(

@@ -51,3 +51,9 @@ def limit_for(path: str) -> Limit:
     if path.startswith("/v5/market/") or path in PUBLIC_PATHS:
         return PER_IP
     return LIMITS["signed"]
+
+
+# A scheduled refresh: E2 (the key), E4 (Unified Trading Account), E5 (Funding Account).
+REFRESH_PATHS: tuple[str, ...] = (API_KEY, WALLET, FUNDING)
+# Bybit's per-IP budget counts every request, signed ones too.
+TRAFFIC_LIMITS: tuple[Limit, ...] = (PER_IP,)

@@ -67,6 +67,9 @@ class BybitVenue(Venue):
     not_described_note = "Bybit did not describe this key."
     # bybit-api.md §6: "No ip bound api key will be invalid after 90 days".
     unbound_key_rule = UnboundKeyRule(90, "makes a key invalid")
+    # Before ``limits`` below, which hides the module of that name in this class body.
+    refresh_paths = limits.REFRESH_PATHS
+    traffic_limits = limits.TRAFFIC_LIMITS
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.INVALID_ACCESS_KEY: Text(

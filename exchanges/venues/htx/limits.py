@@ -40,3 +40,12 @@ def group_of(path: str) -> str:
 
 def limit_for(path: str) -> Limit:
     return LIMITS[group_of(path)]
+
+
+# A scheduled refresh (the uid already known): E3 (the key), E4 (accounts), E5 once per account
+# (its id in the path). All per UID or per key: none counts against this server's per-IP limits.
+REFRESH_PATHS: tuple[str, ...] = (
+    "/v2/user/api-key",
+    "/v1/account/accounts",
+    "/v1/account/accounts/1/balance",
+)

@@ -49,6 +49,8 @@ class HtxVenue(Venue):
         "HTX does not describe sub-user keys, so permissions, IP binding and expiry could not be "
         "checked. We checked that the key can read your balances; sub-user keys can never withdraw."
     )
+    # Before ``limits`` below, which hides the module of that name in this class body.
+    refresh_paths = limits.REFRESH_PATHS
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.INVALID_ACCESS_KEY: Text(

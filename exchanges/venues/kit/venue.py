@@ -131,6 +131,13 @@ class Venue:
     texts: ClassVar[Mapping[str, Text]] = {}
     # Request limits enforced by the gate; ``limit_for`` picks one per request path.
     limits: ClassVar[Mapping[str, Limit]] = {}
+    # The requests one ordinary scheduled refresh makes (a known key, nothing in Earn, margin or
+    # futures), as paths for ``limit_for``: exchanges.budget counts them against the venue's
+    # per-IP limits to know how many refreshes a minute this server may send.
+    refresh_paths: ClassVar[tuple[str, ...]] = ()
+    # Per-IP limits that count every request to the venue, whatever ``limit_for`` says of its
+    # path (the gate takes one rule per request; e.g. a cap on all requests per IP every 5 s).
+    traffic_limits: ClassVar[tuple[Limit, ...]] = ()
 
     # "How to create an HTX API key": the guide's title, linked from the dialog and every status.
     help_title: ClassVar[str] = ""

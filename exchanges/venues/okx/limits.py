@@ -58,3 +58,14 @@ def limit_for(path: str) -> Limit:
     """The limit one request to ``path`` (an OKX path, no query) counts against."""
     path = path.split("?", 1)[0]
     return LIMITS.get(path) or LIMITS["public" if is_public(path) else "private"]
+
+
+# A scheduled refresh: E2 (the key), E3 (trading), E4 (funding), E5 (Simple Earn), E6 (OKX's
+# valuation). All per User ID: none counts against this server's per-IP limits.
+REFRESH_PATHS: tuple[str, ...] = (
+    ACCOUNT_CONFIG,
+    TRADING_BALANCE,
+    FUNDING_BALANCE,
+    SAVINGS_BALANCE,
+    ASSET_VALUATION,
+)

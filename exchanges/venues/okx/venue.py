@@ -74,6 +74,8 @@ class OkxVenue(Venue):
     not_described_note = "OKX did not describe this key."
     # okx-api.md §6: keys with trade and no IP binding "expire after 14 days of inactivity".
     unbound_key_rule = UnboundKeyRule(14, "deletes a key that can trade", idle=True)
+    # Before ``limits`` below, which hides the module of that name in this class body.
+    refresh_paths = limits.REFRESH_PATHS
     limits: ClassVar[dict[str, Limit]] = limits.LIMITS
     texts: ClassVar[dict[str, Text]] = {
         ErrorKind.INVALID_ACCESS_KEY: Text(
