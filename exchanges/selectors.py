@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db import connections as databases
+from django.db import router
 from django.db.models import CharField, OuterRef, Q, Subquery, Value
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -175,16 +176,14 @@ def _allocation(snapshots: tuple[SnapshotKey, ...]) -> tuple[tuple, tuple | None
     return tuple(_by_value(allocation)), None if allocation_btc is None else tuple(_by_value(allocation_btc))
 
 
-def portfolio_for_user(user) -> Portfolio:
-    """Everything My Exchanges shows, in two queries whatever the number of connections: the
-    connections (with their totals of 24 hours ago), and the lines of their latest snapshots,
-    which is not made again for a set of snapshots already summed (_allocation)."""
-    day_ago = timezone.now() - timedelta(hours=24)
+def _list_queryset(owner_id: int, day_ago: datetime):
+    """The user's connections, oldest first, with the totals of their last snapshot taken at or
+    before ``day_ago`` (key material left out)."""
     before = BalanceSnapshot.objects.filter(connection=OuterRef("pk"), taken_at__lte=day_ago).order_by(
         "-taken_at"
     )
-    connections = list(
-        ExchangeConnection.objects.for_owner(user)
+    return (
+        ExchangeConnection.objects.for_owner(owner_id)
         .defer(*KEY_FIELDS)
         .annotate(
             total_usdt_24h_ago=Subquery(before.values("total_usdt")[:1]),
@@ -192,6 +191,51 @@ def portfolio_for_user(user) -> Portfolio:
         )
         .order_by("created_at", "id")
     )
+
+
+# Stand-ins for the two parameters while the list's SQL is compiled (_list_sql).
+_OWNER_SENTINEL = -918_273_645
+_DAY_SENTINEL = datetime(1971, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+_OWNER_SLOT, _DAY_SLOT = object(), object()
+
+
+@lru_cache(maxsize=8)
+def _list_sql(alias: str) -> tuple[str, tuple] | None:
+    """_list_queryset's SQL, compiled once per database (compiling it cost as much as running
+    it and building the rows), with its parameters as slots; None if the sentinels cannot be
+    told apart from the other parameters (the ORM is then used as it is)."""
+    sql, params = _list_queryset(_OWNER_SENTINEL, _DAY_SENTINEL).query.get_compiler(using=alias).as_sql()
+    day = databases[alias].ops.adapt_datetimefield_value(_DAY_SENTINEL)
+    slots = tuple(_OWNER_SLOT if p == _OWNER_SENTINEL else _DAY_SLOT if p == day else p for p in params)
+    if (slots.count(_OWNER_SLOT), slots.count(_DAY_SLOT)) != (1, 2):
+        return None
+    return sql, slots
+
+
+def _connections_with_24h_ago(owner_id: int, day_ago: datetime) -> list[ExchangeConnection]:
+    """_list_queryset's rows, from its SQL compiled once (the same columns and conversions:
+    a raw query converts the model's columns; the two totals are converted here)."""
+    alias = router.db_for_read(ExchangeConnection)
+    compiled = _list_sql(alias)
+    if compiled is None:
+        return list(_list_queryset(owner_id, day_ago).using(alias))
+    sql, slots = compiled
+    day = databases[alias].ops.adapt_datetimefield_value(day_ago)
+    params = [owner_id if s is _OWNER_SLOT else day if s is _DAY_SLOT else s for s in slots]
+    connections = list(ExchangeConnection.objects.raw(sql, params).using(alias))
+    for c in connections:
+        for name in ("total_usdt_24h_ago", "total_btc_24h_ago"):
+            value = getattr(c, name)
+            if value is not None and not isinstance(value, Decimal):
+                setattr(c, name, Decimal(value))  # stored as exact text (ExactDecimalField)
+    return connections
+
+
+def portfolio_for_user(user) -> Portfolio:
+    """Everything My Exchanges shows, in two queries whatever the number of connections: the
+    connections (with their totals of 24 hours ago), and the lines of their latest snapshots,
+    which is not made again for a set of snapshots already summed (_allocation)."""
+    connections = _connections_with_24h_ago(user.pk, timezone.now() - timedelta(hours=24))
     working = [c for c in connections if balance_counts(c)]
     not_counted = [c for c in connections if last_known_only(c)]
     # The live total stays shown (zero if none is live) while last known balances exist.

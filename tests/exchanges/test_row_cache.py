@@ -415,3 +415,31 @@ def test_the_list_reads_no_lines_for_snapshots_already_summed(client, alice, dja
     _snapshot(ExchangeConnection.objects.get(owner=alice), "5", (("eth", "5"),))
     with django_assert_num_queries(4):  # and the new snapshot's lines
         assert "ETH" in client.get(url).content.decode()
+
+
+# --- the list's query, compiled once ------------------------------------------------------------
+
+
+def test_the_list_query_compiled_once_loads_what_the_orm_loads(alice, bob):
+    c = _connection(
+        alice, usdt="12.5", key_flags=[["Read", True, False, True]], accounts_unread=[{"type": "x"}]
+    )
+    old = BalanceSnapshot.objects.create(connection=c, total_usdt=Decimal("7.25"), total_btc=None)
+    BalanceSnapshot.objects.filter(pk=old.pk).update(taken_at=timezone.now() - timedelta(hours=25))
+    _connection(alice, status=Status.VERIFYING, usdt=None)
+    _connection(bob)
+    day_ago = timezone.now() - timedelta(hours=24)
+    compiled = selectors._connections_with_24h_ago(alice.pk, day_ago)
+    orm = list(selectors._list_queryset(alice.pk, day_ago))
+    columns = [
+        f.attname for f in ExchangeConnection._meta.concrete_fields if f.name not in selectors.KEY_FIELDS
+    ]
+    assert len(compiled) == len(orm) == 2
+    for mine, theirs in zip(compiled, orm, strict=True):
+        assert [getattr(mine, a) for a in columns] == [getattr(theirs, a) for a in columns]
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields() == set(selectors.KEY_FIELDS)
+        assert (mine.total_usdt_24h_ago, mine.total_btc_24h_ago) == (
+            theirs.total_usdt_24h_ago,
+            theirs.total_btc_24h_ago,
+        )
+    assert compiled[0].total_usdt_24h_ago == Decimal("7.25") and compiled[0].total_btc_24h_ago is None
