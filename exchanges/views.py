@@ -104,13 +104,18 @@ def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) 
     )
 
 
+def _allocation_chart(slices: list[tuple[str, Decimal]]) -> dict:
+    """The allocation table and donut, drawn once per set of slices (charts' output is a pure
+    function of them). Keyed by each value's exact text, so 2 and 2.0 are two drawings."""
+    return _drawn_allocation(tuple((label, str(value)) for label, value in slices))
+
+
 @lru_cache(maxsize=512)
-def _allocation_chart(slices: tuple[tuple[str, Decimal], ...]) -> dict:
-    """The allocation table and donut: a pure function of the slices (charts' output is
-    deterministic), so equal slices reuse the last drawing."""
+def _drawn_allocation(slices: tuple[tuple[str, str], ...]) -> dict:
+    exact = [(label, Decimal(value)) for label, value in slices]
     return {
-        "allocation": tuple(charts.allocation_rows(slices)),
-        "allocation_svg": charts.allocation_donut(slices, id_prefix="allocation"),
+        "allocation": tuple(charts.allocation_rows(exact)),
+        "allocation_svg": charts.allocation_donut(exact, id_prefix="allocation"),
     }
 
 
@@ -132,7 +137,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
         "poll": "10s" if Status.TEMPORARY in statuses else "",
         "allocation_by": by,
         "allocation_unit": unit,
-        **_allocation_chart(tuple(slices)),
+        **_allocation_chart(slices),
         "stale_after": _stale_after(request),
         "venues": registry.venues(),
     }
