@@ -41,6 +41,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from . import formatting, selectors
+from .fields import ExactDecimalField
 from .models import ExchangeConnection
 
 ROW_TEMPLATE = "exchanges/_connection_row.html"
@@ -120,11 +121,14 @@ def _settings_changed(**kwargs) -> None:
 
 
 def _columns() -> tuple[tuple[str, ...], frozenset[str]]:
+    """The connection's columns in a key, and those keyed by their repr: JSON (lists are not
+    hashable) and exact decimals (Decimal("2") == Decimal("2.0"), but their text differs)."""
     fields = [f for f in ExchangeConnection._meta.concrete_fields if f.name not in selectors.KEY_FIELDS]
-    return tuple(f.attname for f in fields), frozenset(f.attname for f in fields if isinstance(f, JSONField))
+    by_repr = frozenset(f.attname for f in fields if isinstance(f, JSONField | ExactDecimalField))
+    return tuple(f.attname for f in fields), by_repr
 
 
-_COLUMNS, _JSON_COLUMNS = _columns()
+_COLUMNS, _REPR_COLUMNS = _columns()
 
 
 def _time_facts(c: ExchangeConnection, stale_after: timedelta | None, now: datetime) -> tuple:
@@ -164,7 +168,7 @@ def row_key(c: ExchangeConnection, shared: tuple, request, now: datetime) -> tup
     as it is, uncached: a value missing from the key could hide a change)."""
     loaded = c.__dict__
     try:
-        values = tuple(repr(loaded[name]) if name in _JSON_COLUMNS else loaded[name] for name in _COLUMNS)
+        values = tuple(repr(loaded[name]) if name in _REPR_COLUMNS else loaded[name] for name in _COLUMNS)
     except KeyError:
         return None
     seen: tuple = ()
@@ -172,7 +176,7 @@ def row_key(c: ExchangeConnection, shared: tuple, request, now: datetime) -> tup
         # The key facts compare the key's IP list with what exchanges saw (the same one query
         # per request that {% ip_binding %} makes).
         seen = tuple(selectors.seen_addresses_once(request))
-    return (shared, values, getattr(c, "share", None), _time_facts(c, shared[2], now), seen)
+    return (shared, values, repr(getattr(c, "share", None)), _time_facts(c, shared[2], now), seen)
 
 
 def _render(template, c, *, request, user, stale_after, notice) -> str:

@@ -334,6 +334,14 @@ def test_what_an_exchange_saw_of_our_address_is_part_of_the_key(alice, settings)
     assert before != after and "203.0.113.9" in after
 
 
+def test_an_amount_stored_with_other_digits_is_another_key(alice):
+    c = _connection(alice, usdt="2")
+    _kept(alice, _rows(alice)[0])
+    ExchangeConnection.objects.filter(pk=c.pk).update(total_usdt=Decimal("2.000"))
+    _kept(alice, _rows(alice)[0])
+    assert len(row_cache.store) == 2
+
+
 def test_a_row_with_a_column_not_loaded_is_rendered_and_not_kept(alice):
     _connection(alice)
     c = ExchangeConnection.objects.defer(*selectors.KEY_FIELDS, "label").get(owner=alice)
