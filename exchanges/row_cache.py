@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
@@ -47,8 +48,9 @@ from .models import ExchangeConnection
 ROW_TEMPLATE = "exchanges/_connection_row.html"
 # Context key telling {% ago %} to leave its relative time as a hole (exchanges_tags.ago).
 HOLES = "_row_cache_holes"
-# Characters of HTML kept per process (~2 bytes each at worst): 25 rows of 200 users is ~25 M.
-DEFAULT_CHARS = 48_000_000
+# Bytes of HTML kept per process (ROW_CACHE_BYTES): a row is ~4 kB (its key ~2 kB more), so
+# 32 MiB keeps ~8,000 rows, the 25 rows of 320 users.
+DEFAULT_BYTES = 32 * 1024 * 1024
 
 _MARK = f"\x00{secrets.token_hex(8)}"
 _AGO_HOLE = re.compile(re.escape(_MARK) + r"ago:([^\x00]+)\x00")
@@ -69,11 +71,11 @@ def _fill_ago(match: re.Match) -> str:
 
 
 class _Store:
-    """An LRU of HTML strings bounded by their total length, safe across threads."""
+    """An LRU of HTML strings bounded by their total size in memory, safe across threads."""
 
     def __init__(self) -> None:
         self._rows: OrderedDict[tuple, str] = OrderedDict()
-        self._chars = 0
+        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -88,23 +90,24 @@ class _Store:
             return html
 
     def put(self, key: tuple, html: str) -> None:
-        limit = getattr(settings, "ROW_CACHE_CHARS", DEFAULT_CHARS)
+        limit = getattr(settings, "ROW_CACHE_BYTES", DEFAULT_BYTES)
+        size = sys.getsizeof(html)
         with self._lock:
             old = self._rows.pop(key, None)
             if old is not None:
-                self._chars -= len(old)
-            if len(html) > limit:
+                self._bytes -= sys.getsizeof(old)
+            if size > limit:
                 return
             self._rows[key] = html
-            self._chars += len(html)
-            while self._chars > limit:
+            self._bytes += size
+            while self._bytes > limit:
                 _, evicted = self._rows.popitem(last=False)
-                self._chars -= len(evicted)
+                self._bytes -= sys.getsizeof(evicted)
 
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
-            self._chars = 0
+            self._bytes = 0
             self.hits = self.misses = 0
 
     def __len__(self) -> int:

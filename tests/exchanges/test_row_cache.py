@@ -363,9 +363,9 @@ def test_the_store_keeps_to_its_size(alice, settings):
         _connection(alice)
     rows = _rows(alice)
     _kept(alice, rows[0])
-    size = row_cache.store._chars  # as kept, holes included
+    size = row_cache.store._bytes  # as kept, holes included
     row_cache.store.clear()
-    settings.ROW_CACHE_CHARS = size * 2 + 10
+    settings.ROW_CACHE_BYTES = size * 2 + 10
     for c in rows:
         _kept(alice, c)
     assert len(row_cache.store) == 2
