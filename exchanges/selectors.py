@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
+from django.db import connections as databases
+from django.db import router
 from django.db.models import Case, CharField, Count, F, OuterRef, Q, Subquery, Value, When
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -17,7 +20,7 @@ from .egress import ServerAddresses, Sighting, parse_egress_ips
 from .models import BalanceLine, BalanceSnapshot, ConnectionEvent, ExchangeConnection, SeenAddress, Status
 
 # Decrypting is for the venue clients only: pages never load key material.
-_KEY_FIELDS = (
+KEY_FIELDS = (
     "access_key",
     "secret_key",
     "passphrase",
@@ -30,7 +33,7 @@ _KEY_FIELDS = (
 def connection_get_for_user(user, pk: int) -> ExchangeConnection:
     """The one way views reach a connection: anyone else's gives 404."""
     return get_object_or_404(
-        ExchangeConnection.objects.defer(*_KEY_FIELDS),
+        ExchangeConnection.objects.defer(*KEY_FIELDS),
         pk=pk,
         owner=user,
     )
@@ -58,6 +61,16 @@ def balance_counts(connection: ExchangeConnection) -> bool:
 def last_known_only(connection: ExchangeConnection) -> bool:
     """A balance was read once, but the key no longer works (refused, expired or destroyed)."""
     return connection.total_usdt is not None and not balance_counts(connection)
+
+
+def is_stale(
+    connection: ExchangeConnection, stale_after: timedelta | None, now: datetime | None = None
+) -> bool:
+    """A working connection whose last good balance is older than ``stale_after`` (twice the
+    owner's refresh interval)."""
+    if not balance_counts(connection) or connection.last_refreshed_at is None:
+        return False
+    return bool(stale_after) and (now or timezone.now()) - connection.last_refreshed_at > stale_after
 
 
 def with_share(connection: ExchangeConnection) -> ExchangeConnection:
@@ -103,21 +116,115 @@ def _change(compared: list[ExchangeConnection], now_field: str, then_field: str)
     return change, (change / then * 100 if then else None)
 
 
-def portfolio_for_user(user) -> Portfolio:
-    """Everything My Exchanges shows, in three queries whatever the number of connections."""
-    day_ago = timezone.now() - timedelta(hours=24)
+# A snapshot and its lines are written once, in one transaction, and never changed (retention
+# only deletes snapshots that are no one's latest): the allocation of a set of latest snapshots
+# is the same every time it is computed. Each is named by its id and its connection's id, creation
+# time, refresh time and total, so an id used again (SQLite reuses the ids of rolled-back rows,
+# as the tests do) is another key.
+SnapshotKey = tuple[int, int, datetime, datetime | None, Decimal | None]
+
+
+def _snapshot_key(c: ExchangeConnection) -> SnapshotKey:
+    return (c.latest_snapshot_id, c.pk, c.created_at, c.last_refreshed_at, c.total_usdt)
+
+
+@lru_cache(maxsize=1024)
+def _allocation(snapshots: tuple[SnapshotKey, ...]) -> tuple[tuple, tuple | None]:
+    """(asset, USDT value) across the snapshots, and the same in BTC at each snapshot's own BTC
+    price (None when a snapshot has none), largest first. One query, on a plain cursor: a page
+    has a thousand lines, and the ORM's per-value converters cost three times the query."""
+    allocation: dict[str, Decimal] = {}
+    allocation_btc: dict[str, Decimal] | None = {}
+    lines = BalanceLine.objects.filter(
+        snapshot_id__in=[key[0] for key in snapshots], value_usdt__isnull=False
+    ).values_list("snapshot_id", "currency", "value_usdt", "snapshot__total_usdt", "snapshot__total_btc")
+    rows: list[tuple] = []
+    if snapshots:
+        sql, params = lines.query.get_compiler(using=lines.db).as_sql()
+        with databases[lines.db].cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    totals: dict[int, tuple[Decimal, Decimal | None]] = {}  # per snapshot, converted once
+    for snapshot_id, currency, value, snapshot_usdt, snapshot_btc in rows:
+        asset = currency.upper()
+        value = Decimal(value)  # stored as exact text (ExactDecimalField)
+        allocation[asset] = allocation.get(asset, Decimal(0)) + value
+        if allocation_btc is not None:
+            if snapshot_id not in totals:
+                totals[snapshot_id] = (
+                    Decimal(snapshot_usdt),
+                    None if snapshot_btc is None else Decimal(snapshot_btc),
+                )
+            snapshot_usdt, snapshot_btc = totals[snapshot_id]
+            if snapshot_btc is None or not snapshot_usdt:
+                allocation_btc = None  # no BTC price on that venue: the chart stays in USDT
+            else:
+                allocation_btc[asset] = allocation_btc.get(asset, Decimal(0)) + (
+                    value * snapshot_btc / snapshot_usdt
+                )
+    return tuple(_by_value(allocation)), None if allocation_btc is None else tuple(_by_value(allocation_btc))
+
+
+def _list_queryset(owner_id: int, day_ago: datetime):
+    """The user's connections, oldest first, with the totals of their last snapshot taken at or
+    before ``day_ago`` (key material left out)."""
     before = BalanceSnapshot.objects.filter(connection=OuterRef("pk"), taken_at__lte=day_ago).order_by(
         "-taken_at"
     )
-    connections = list(
-        ExchangeConnection.objects.for_owner(user)
-        .defer(*_KEY_FIELDS)
+    return (
+        ExchangeConnection.objects.for_owner(owner_id)
+        .defer(*KEY_FIELDS)
         .annotate(
             total_usdt_24h_ago=Subquery(before.values("total_usdt")[:1]),
             total_btc_24h_ago=Subquery(before.values("total_btc")[:1]),
         )
         .order_by("created_at", "id")
     )
+
+
+# Stand-ins for the two parameters while the list's SQL is compiled (_list_sql).
+_OWNER_SENTINEL = -918_273_645
+_DAY_SENTINEL = datetime(1971, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+_OWNER_SLOT, _DAY_SLOT = object(), object()
+
+
+@lru_cache(maxsize=8)
+def _list_sql(alias: str) -> tuple[str, tuple] | None:
+    """_list_queryset's SQL, compiled once per database (compiling it cost as much as running
+    it and building the rows), with its parameters as slots; None if the sentinels cannot be
+    told apart from the other parameters (the ORM is then used as it is)."""
+    sql, params = _list_queryset(_OWNER_SENTINEL, _DAY_SENTINEL).query.get_compiler(using=alias).as_sql()
+    day = databases[alias].ops.adapt_datetimefield_value(_DAY_SENTINEL)
+    slots = tuple(_OWNER_SLOT if p == _OWNER_SENTINEL else _DAY_SLOT if p == day else p for p in params)
+    if (slots.count(_OWNER_SLOT), slots.count(_DAY_SLOT)) != (1, 2):
+        return None
+    return sql, slots
+
+
+def _connections_with_24h_ago(owner_id: int, day_ago: datetime) -> list[ExchangeConnection]:
+    """_list_queryset's rows, from its SQL compiled once (the same columns and conversions:
+    a raw query converts the model's columns; the two totals are converted here)."""
+    alias = router.db_for_read(ExchangeConnection)
+    compiled = _list_sql(alias)
+    if compiled is None:
+        return list(_list_queryset(owner_id, day_ago).using(alias))
+    sql, slots = compiled
+    day = databases[alias].ops.adapt_datetimefield_value(day_ago)
+    params = [owner_id if s is _OWNER_SLOT else day if s is _DAY_SLOT else s for s in slots]
+    connections = list(ExchangeConnection.objects.raw(sql, params).using(alias))
+    for c in connections:
+        for name in ("total_usdt_24h_ago", "total_btc_24h_ago"):
+            value = getattr(c, name)
+            if value is not None and not isinstance(value, Decimal):
+                setattr(c, name, Decimal(value))  # stored as exact text (ExactDecimalField)
+    return connections
+
+
+def portfolio_for_user(user) -> Portfolio:
+    """Everything My Exchanges shows, in two queries whatever the number of connections: the
+    connections (with their totals of 24 hours ago), and the lines of their latest snapshots,
+    which is not made again for a set of snapshots already summed (_allocation)."""
+    connections = _connections_with_24h_ago(user.pk, timezone.now() - timedelta(hours=24))
     working = [c for c in connections if balance_counts(c)]
     not_counted = [c for c in connections if last_known_only(c)]
     # The live total stays shown (zero if none is live) while last known balances exist.
@@ -133,22 +240,9 @@ def portfolio_for_user(user) -> Portfolio:
     counted = {id(c) for c in working}  # by identity: `c in working` compares models, O(n²)
     for c in connections:
         c.share = c.total_usdt / total * 100 if total and id(c) in counted else None
-    allocation: dict[str, Decimal] = {}
-    allocation_btc: dict[str, Decimal] | None = {}
-    latest = ExchangeConnection.objects.for_owner(user).filter(status__in=WORKING).values("latest_snapshot")
-    rows = BalanceLine.objects.filter(snapshot_id__in=Subquery(latest), value_usdt__isnull=False)
-    for currency, value, snapshot_usdt, snapshot_btc in rows.values_list(
-        "currency", "value_usdt", "snapshot__total_usdt", "snapshot__total_btc"
-    ):
-        asset = currency.upper()
-        allocation[asset] = allocation.get(asset, Decimal(0)) + value
-        if allocation_btc is not None:
-            if snapshot_btc is None or not snapshot_usdt:
-                allocation_btc = None  # no BTC price on that venue: the chart stays in USDT
-            else:
-                allocation_btc[asset] = allocation_btc.get(asset, Decimal(0)) + (
-                    value * snapshot_btc / snapshot_usdt
-                )
+    allocation, allocation_btc = _allocation(
+        tuple(sorted(_snapshot_key(c) for c in connections if c.status in WORKING and c.latest_snapshot_id))
+    )
     exchanges: dict[str, Decimal] = {}
     exchanges_btc: dict[str, Decimal] | None = {}
     for c in working:
@@ -164,11 +258,11 @@ def portfolio_for_user(user) -> Portfolio:
         total_btc=sum(btc, Decimal(0)) if btc or (total is not None and not working) else None,
         change_24h=change,
         change_24h_pct=pct,
-        allocation=_by_value(allocation),
+        allocation=list(allocation),
         by_exchange=_by_value(exchanges),
         not_counted=not_counted,
         change_24h_btc=change_btc,
-        allocation_btc=None if allocation_btc is None else _by_value(allocation_btc),
+        allocation_btc=None if allocation_btc is None else list(allocation_btc),
         by_exchange_btc=None if exchanges_btc is None else _by_value(exchanges_btc),
     )
 
@@ -323,6 +417,16 @@ def _site_label(venue_id: str, site: str) -> str:
         if spec.name == "site":
             return dict(spec.choices).get(site, site)
     return site
+
+
+def seen_addresses_once(request) -> list[Sighting]:
+    """seen_addresses, read once per request however many rows or forms ask."""
+    cached = getattr(request, "_seen_addresses", None)
+    if cached is None:
+        cached = seen_addresses()
+        if request is not None:
+            request._seen_addresses = cached
+    return cached
 
 
 def server_addresses(venue_id: str, seen: list[Sighting] | None = None) -> ServerAddresses:

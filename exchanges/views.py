@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from functools import wraps
+from decimal import Decimal
+from functools import lru_cache, wraps
 
 from allauth.account.decorators import reauthentication_required
 
@@ -13,12 +14,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.context_processors import csrf
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import charts, connect_limit, export, formatting, registry, selectors, services
+from . import charts, connect_limit, export, formatting, registry, row_cache, selectors, services
 from .explain import explain
 from .forms import ConnectionForm, RenameForm, ReplaceKeysForm
 from .models import Status
@@ -102,6 +104,21 @@ def _render_modal(request: HttpRequest, template: str, context: dict, **kwargs) 
     )
 
 
+def _allocation_chart(slices: list[tuple[str, Decimal]]) -> dict:
+    """The allocation table and donut, drawn once per set of slices (charts' output is a pure
+    function of them). Keyed by each value's exact text, so 2 and 2.0 are two drawings."""
+    return _drawn_allocation(tuple((label, str(value)) for label, value in slices))
+
+
+@lru_cache(maxsize=512)
+def _drawn_allocation(slices: tuple[tuple[str, str], ...]) -> dict:
+    exact = [(label, Decimal(value)) for label, value in slices]
+    return {
+        "allocation": tuple(charts.allocation_rows(exact)),
+        "allocation_svg": charts.allocation_donut(exact, id_prefix="allocation"),
+    }
+
+
 @login_required
 @require_GET
 def connection_list(request: HttpRequest) -> HttpResponse:
@@ -120,8 +137,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
         "poll": "10s" if Status.TEMPORARY in statuses else "",
         "allocation_by": by,
         "allocation_unit": unit,
-        "allocation": charts.allocation_rows(slices),
-        "allocation_svg": charts.allocation_donut(slices, id_prefix="allocation"),
+        **_allocation_chart(slices),
         "stale_after": _stale_after(request),
         "venues": registry.venues(),
     }
@@ -140,12 +156,15 @@ def connection_row(request: HttpRequest, pk: int) -> HttpResponse:
 def _row_response(request: HttpRequest, connection, notice: str = "") -> HttpResponse:
     """One row, polled while it is verifying, refreshing or checking a new key; answers 286
     (htmx: stop polling) once settled, and tells the list to refresh its totals."""
-    context = {
-        "c": selectors.with_share(connection),
-        "notice": notice,
-        "stale_after": _stale_after(request),
-    }
-    response = render(request, "exchanges/_connection_row.html", context)
+    html = row_cache.render_rows(
+        [selectors.with_share(connection)],
+        request=request,
+        user=request.user,
+        stale_after=_stale_after(request),
+        csrf_token=csrf(request)["csrf_token"],
+        notice=notice,
+    )
+    response = HttpResponse(html)
     # A notice (e.g. "refresh again in 20 s") must stay on screen: no list reload with it.
     if connection.settled and not notice:
         response.status_code = 286

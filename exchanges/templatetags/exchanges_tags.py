@@ -15,7 +15,7 @@ from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from exchanges import formatting, selectors
+from exchanges import formatting, row_cache, selectors
 from exchanges.egress import BindingCheck, ServerAddresses, Sighting, binding_check, mismatch_note
 from exchanges.explain import EXPIRY_WARNING_DAYS, Explanation, explain
 from exchanges.models import ExchangeConnection, Status
@@ -52,6 +52,19 @@ def pk_url(viewname: str, pk: int) -> str:
     return f"{head}{int(pk)}{tail}"
 
 
+@register.simple_tag(takes_context=True)
+def connection_rows(context, connections) -> str:
+    """My Exchanges' rows, each as _connection_row.html renders it, kept per state
+    (exchanges.row_cache)."""
+    return row_cache.render_rows(
+        connections,
+        request=context.get("request"),
+        user=_user(context),
+        stale_after=context.get("stale_after"),
+        csrf_token=context.get("csrf_token"),
+    )
+
+
 @register.filter
 def usdt(value: Decimal | None) -> str:
     return formatting.usdt(value)
@@ -73,9 +86,10 @@ def day(value) -> str:
     return formatting.day(value)
 
 
-@register.simple_tag
-def ago(value, testid: str = "") -> str:
-    """A relative time ("5 minutes ago") with the absolute one in its datetime and title."""
+@register.simple_tag(takes_context=True)
+def ago(context, value, testid: str = "") -> str:
+    """A relative time ("5 minutes ago") with the absolute one in its datetime and title. In a
+    row kept by exchanges.row_cache the relative part is a hole, filled on every request."""
     if value is None:
         return ""
     return format_html(
@@ -83,7 +97,7 @@ def ago(value, testid: str = "") -> str:
         value.isoformat(),
         formatting.moment(value),
         format_html(' data-testid="{}"', testid) if testid else "",
-        naturaltime(value),
+        row_cache.ago_hole(value) if context.get(row_cache.HOLES) else naturaltime(value),
     )
 
 
@@ -196,9 +210,7 @@ def signed_pct(value: Decimal) -> str:
 @register.filter
 def is_stale(connection: ExchangeConnection, stale_after) -> bool:
     """A working connection whose last good balance is older than twice the refresh interval."""
-    if not balance_counts(connection) or connection.last_refreshed_at is None:
-        return False
-    return bool(stale_after) and timezone.now() - connection.last_refreshed_at > stale_after
+    return selectors.is_stale(connection, stale_after)
 
 
 _HELP_ANCHORS = {
@@ -240,13 +252,7 @@ def status_label(status: str) -> str:
 
 def _seen(context) -> list:
     """What exchanges saw, read once per request however many rows or forms ask."""
-    request = context.get("request")
-    cached = getattr(request, "_seen_addresses", None)
-    if cached is None:
-        cached = selectors.seen_addresses()
-        if request is not None:
-            request._seen_addresses = cached
-    return cached
+    return selectors.seen_addresses_once(context.get("request"))
 
 
 @register.simple_tag(takes_context=True)
