@@ -16,23 +16,8 @@ from .models import ExchangeConnection
 def claim(connection_id: int) -> ExchangeConnection | None:
     """Take a connection that needs a check. None when there is nothing to do or another worker
     has it, so a duplicate task message is harmless. Results are only written while it holds."""
-    now = timezone.now()
-    token = now + timedelta(seconds=settings.CHECK_CLAIM_SECONDS)
-    taken = (
-        ExchangeConnection.objects.unclaimed(now)
-        .needing_check(now)
-        .filter(pk=connection_id)
-        .update(claimed_until=token)
-    )
-    if not taken:
-        return None
-    connection = ExchangeConnection.objects.select_related("owner").get(pk=connection_id)
-    connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
-    # Not a field: the last "Refresh now" this check covers. A later one, seen when the result
-    # is written, makes the next check due at once. Comparing values rather than times means the
-    # web's and the worker's clocks never need to agree.
-    connection.refresh_seen = connection.refresh_requested_at
-    return connection
+    claimed = claim_many([connection_id])
+    return claimed[0] if claimed else None
 
 
 def claim_many(connection_ids: list[int]) -> list[ExchangeConnection]:
@@ -49,7 +34,10 @@ def claim_many(connection_ids: list[int]) -> list[ExchangeConnection]:
         return []
     claimed = list(ExchangeConnection.objects.select_related("owner").filter(pk__in=taken).order_by("pk"))
     for connection in claimed:
-        connection.claimed_until = token
+        connection.claimed_until = token  # exactly as we wrote it, whatever the DB's precision
+        # Not a field: the last "Refresh now" this check covers. A later one, seen when the
+        # result is written, makes the next check due at once. Comparing values rather than
+        # times means the web's and the worker's clocks never need to agree.
         connection.refresh_seen = connection.refresh_requested_at
     return claimed
 
@@ -57,20 +45,11 @@ def claim_many(connection_ids: list[int]) -> list[ExchangeConnection]:
 def still_ours(connection: ExchangeConnection) -> bool:
     """Inside a transaction: lock the row and check our claim was not taken over meanwhile.
     Also picks up a "Refresh now" the user asked for during the check."""
-    row = (
-        ExchangeConnection.objects.select_for_update()
-        .filter(pk=connection.pk, claimed_until=connection.claimed_until)
-        .values_list("refresh_requested_at")
-        .first()
-    )
-    if row is None:
-        return False
-    connection.refresh_requested_at = row[0]
-    return True
+    return bool(still_ours_many([connection]))
 
 
 def still_ours_many(connections_: list[ExchangeConnection]) -> list[ExchangeConnection]:
-    """``still_ours`` for a batch claimed together, in one query: the rows whose claim holds,
+    """``still_ours`` for rows claimed together, in one query: the rows whose claim holds,
     locked, each with the "Refresh now" it has now."""
     if not connections_:
         return []
@@ -89,15 +68,6 @@ def still_ours_many(connections_: list[ExchangeConnection]) -> list[ExchangeConn
             connection.refresh_requested_at = requested
             ours.append(connection)
     return ours
-
-
-def release_many(connections_: list[ExchangeConnection]) -> None:
-    """``release`` for rows claimed together (one token): one UPDATE."""
-    by_token: dict[datetime, list[int]] = {}
-    for connection in connections_:
-        by_token.setdefault(connection.claimed_until, []).append(connection.pk)
-    for token, pks in by_token.items():
-        ExchangeConnection.objects.filter(pk__in=pks, claimed_until=token).update(claimed_until=None)
 
 
 def release(connection: ExchangeConnection) -> None:

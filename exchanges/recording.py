@@ -49,13 +49,8 @@ _STATUS_BY_KIND = {
     ErrorKind.FORBIDDEN: Status.INCORRECT_PERMISSIONS,
 }
 
-# What a check writes. Saving only these keeps a change the user made meanwhile (a new label,
-# a replacement key, a "Refresh now") instead of overwriting it with the worker's stale copy.
-CHECK_FIELDS = [
-    "status",
-    "error_kind",
-    "error_detail",
-    "established",
+# What _store_facts sets.
+FACT_FIELDS = [
     "account_uid",
     "key_info_known",
     "permissions",
@@ -65,8 +60,18 @@ CHECK_FIELDS = [
     "key_expires_at",
     "trading_expires_at",
     "idle_deletion_days",
-    "site",
     "clock_skew_ms",
+]
+
+# What a check writes. Saving only these keeps a change the user made meanwhile (a new label,
+# a replacement key, a "Refresh now") instead of overwriting it with the worker's stale copy.
+CHECK_FIELDS = [
+    "status",
+    "error_kind",
+    "error_detail",
+    "established",
+    *FACT_FIELDS,
+    "site",
     "total_usdt",
     "total_btc",
     "accounts_read",
@@ -127,21 +132,6 @@ def _after_refusal(connection: ExchangeConnection) -> None:
     else:
         _destroy_keys(connection)
         connection.next_check_at = None
-
-
-# What _store_facts sets.
-FACT_FIELDS = [
-    "account_uid",
-    "key_info_known",
-    "permissions",
-    "key_flags",
-    "ip_addresses",
-    "ip_restricted",
-    "key_expires_at",
-    "trading_expires_at",
-    "idle_deletion_days",
-    "clock_skew_ms",
-]
 
 
 def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
@@ -277,19 +267,7 @@ def record_refreshes(
         if not ours:
             return []
         now = timezone.now()
-        snapshot_ids = rows.insert(
-            BalanceSnapshot,
-            [_snapshot_values(connection, found[connection.pk][1], now) for connection in ours],
-            returning_pks=True,
-        )
-        rows.insert(
-            BalanceLine,
-            [
-                {"snapshot": snapshot_id, **line}
-                for connection, snapshot_id in zip(ours, snapshot_ids, strict=True)
-                for line in _line_values(found[connection.pk][1])
-            ],
-        )
+        snapshot_ids = _insert_snapshots([(connection, found[connection.pk][1]) for connection in ours], now)
         for connection, snapshot_id in zip(ours, snapshot_ids, strict=True):
             facts, balances = found[connection.pk]
             _store_facts(connection, facts)
@@ -379,9 +357,27 @@ def refuse_replacement(connection: ExchangeConnection, reason: str) -> str | Non
 
 
 def _save_snapshot(connection: ExchangeConnection, balances: BalanceReport) -> None:
-    snapshot = BalanceSnapshot.objects.create(**_snapshot_values(connection, balances, timezone.now()))
-    BalanceLine.objects.bulk_create(BalanceLine(snapshot=snapshot, **line) for line in _line_values(balances))
-    _show_snapshot(connection, snapshot.pk, snapshot.taken_at, balances)
+    now = timezone.now()
+    (snapshot_id,) = _insert_snapshots([(connection, balances)], now)
+    _show_snapshot(connection, snapshot_id, now, balances)
+
+
+def _insert_snapshots(found: list[tuple[ExchangeConnection, BalanceReport]], taken_at) -> list[int]:
+    """One snapshot per connection with its lines, in two INSERTs whatever their number."""
+    snapshot_ids = rows.insert(
+        BalanceSnapshot,
+        [_snapshot_values(connection, balances, taken_at) for connection, balances in found],
+        returning_pks=True,
+    )
+    rows.insert(
+        BalanceLine,
+        [
+            {"snapshot": snapshot_id, **line}
+            for (_, balances), snapshot_id in zip(found, snapshot_ids, strict=True)
+            for line in _line_values(balances)
+        ],
+    )
+    return snapshot_ids
 
 
 def _snapshot_values(connection: ExchangeConnection, balances: BalanceReport, taken_at) -> dict:
