@@ -274,40 +274,51 @@ def _machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def _seed(keys: int, venues: list[BenchVenue]) -> None:
+def seed_users(keys: int) -> list:
+    """One user per USERS_CONNECTIONS connections, as in the page benchmark."""
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
-
-    from exchanges.models import ExchangeConnection, Status
-    from exchanges.services import access_key_fingerprint
 
     User = get_user_model()
-    users = User.objects.bulk_create(
+    return User.objects.bulk_create(
         User(username=f"bench{u}", email=f"bench{u}@example.com", password="!")
         for u in range((keys + USERS_CONNECTIONS - 1) // USERS_CONNECTIONS)
     )
+
+
+def connected_row(users: list, i: int, venue: BenchVenue, api_key: str, entry: dict, **fields) -> Any:
+    """Connection i, its key working and already connected (the sandbox's ``entry``)."""
+    from exchanges.models import ExchangeConnection, Status
+    from exchanges.services import access_key_fingerprint
+
+    return ExchangeConnection(
+        owner=users[i // USERS_CONNECTIONS],
+        exchange=venue.id,
+        access_key=api_key,
+        secret_key=entry["secret"],
+        access_key_fingerprint=access_key_fingerprint(api_key),
+        access_key_head=api_key[:4],
+        access_key_tail=api_key[-4:],
+        status=Status.CONNECTED,
+        established=True,
+        **venue.seed(entry),
+        **fields,
+    )
+
+
+def _seed(keys: int, venues: list[BenchVenue]) -> None:
+    from django.utils import timezone
+
+    from exchanges.models import ExchangeConnection
+
+    users = seed_users(keys)
     names = {venue.id: venue.resolve().name for venue in venues}
     now = timezone.now()
     rows = []
     for i in range(keys):
         venue = _venue_of(i, venues)
         api_key, entry = venue.key(i)
-        rows.append(
-            ExchangeConnection(
-                owner=users[i // USERS_CONNECTIONS],
-                exchange=venue.id,
-                label=f"{names[venue.id]} {i}",
-                access_key=api_key,
-                secret_key=entry["secret"],
-                access_key_fingerprint=access_key_fingerprint(api_key),
-                access_key_head=api_key[:4],
-                access_key_tail=api_key[-4:],
-                status=Status.CONNECTED,
-                established=True,
-                next_check_at=now,
-                **venue.seed(entry),
-            )
-        )
+        label = f"{names[venue.id]} {i}"
+        rows.append(connected_row(users, i, venue, api_key, entry, label=label, next_check_at=now))
     ExchangeConnection.objects.bulk_create(rows, batch_size=1000)
 
 

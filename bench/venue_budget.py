@@ -53,7 +53,6 @@ from _common import (  # noqa: E402
     target,
 )
 from refresh_scale import (  # noqa: E402
-    USERS_CONNECTIONS,
     _binance_key,
     _cpu_seconds,
     _gate_giveups,
@@ -61,6 +60,8 @@ from refresh_scale import (  # noqa: E402
     _htx_sandbox,
     _sandbox_stats,
     _start_workers,
+    connected_row,
+    seed_users,
 )
 
 KEYS = 10_000
@@ -187,39 +188,21 @@ def _venues_arg(text: str) -> list[BenchVenue]:
 def _seed(keys: int, venues: list[BenchVenue], indices: dict[str, list[int]]) -> None:
     from datetime import timedelta
 
-    from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from exchanges.models import ExchangeConnection, Status
-    from exchanges.services import access_key_fingerprint
+    from exchanges.models import ExchangeConnection
 
-    User = get_user_model()
-    users = User.objects.bulk_create(
-        User(username=f"bench{u}", email=f"bench{u}@example.com", password="!")
-        for u in range((keys + USERS_CONNECTIONS - 1) // USERS_CONNECTIONS)
-    )
+    users = seed_users(keys)
     now = timezone.now()
     rows = []
     for venue in venues:
         for i, (api_key, entry) in zip(
             indices[venue.id], _keys_of(venue, indices[venue.id]).items(), strict=True
         ):
+            # Every row due, each by a different time: connection i is the i-th oldest.
+            due = now - timedelta(hours=1) + timedelta(milliseconds=i)
             rows.append(
-                ExchangeConnection(
-                    owner=users[i // USERS_CONNECTIONS],
-                    exchange=venue.id,
-                    label=f"{venue.id} {i}",
-                    access_key=api_key,
-                    secret_key=entry["secret"],
-                    access_key_fingerprint=access_key_fingerprint(api_key),
-                    access_key_head=api_key[:4],
-                    access_key_tail=api_key[-4:],
-                    status=Status.CONNECTED,
-                    established=True,
-                    # Every row due, each by a different time: connection i is the i-th oldest.
-                    next_check_at=now - timedelta(hours=1) + timedelta(milliseconds=i),
-                    **venue.seed(entry),
-                )
+                connected_row(users, i, venue, api_key, entry, label=f"{venue.id} {i}", next_check_at=due)
             )
     rows.sort(key=lambda row: row.next_check_at)
     ExchangeConnection.objects.bulk_create(rows, batch_size=1000)
