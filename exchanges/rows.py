@@ -1,5 +1,5 @@
 """Writes of many rows at once on the refresh path, where compiling Django's query costs more
-than running it (``bulk_update`` builds a CASE per field and row: ~9 ms for a batch of 20). Both
+than running it (``bulk_update`` builds a CASE per field and row: ~9 ms for a batch of 20). All
 work on PostgreSQL and SQLite (3.35+), through Django's own field adapters."""
 
 from __future__ import annotations
@@ -50,34 +50,55 @@ def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
 def insert(
     model: type[Model], rows: Sequence[dict], *, returning_pks: bool = False, chunk: int = 500
 ) -> list:
-    """INSERT ``rows`` (dicts of field name -> value, all with the same names) with multi-row
-    VALUES, without building a model instance per row as ``bulk_create`` does. Defaults and
-    ``auto_now_add`` are not applied: give every value. Returns the new primary keys, in the
-    order of ``rows``, when ``returning_pks``."""
+    """INSERT ``rows`` (dicts of field name -> value, all with the same names) without building a
+    model instance per row as ``bulk_create`` does. Defaults and ``auto_now_add`` are not
+    applied: give every value. Returns the new primary keys, in the order of ``rows``, when
+    ``returning_pks``.
+
+    On PostgreSQL the rows go in with one COPY (a seventh of the CPU of an INSERT per row, which
+    psycopg binds in Python), their keys taken from the table's sequence first when asked for;
+    elsewhere, multi-row VALUES."""
     if not rows:
         return []
     connection = connections[router.db_for_write(model)]
-    quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in rows[0]]
+    named = list(zip(rows[0], _preparers(fields, connection), strict=True))
+    values = [[prepare(row[name]) for name, prepare in named] for row in rows]
+    if connection.vendor == "postgresql":
+        return _copy(connection, model, fields, values, returning_pks)
+    quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     head = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "
     tail = f" RETURNING {quote(model._meta.pk.column)}" if returning_pks else ""
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    named = list(zip(rows[0], _preparers(fields, connection), strict=True))
     pks: list = []
     with connection.cursor() as cursor:
-        if not returning_pks and connection.vendor == "postgresql":
-            # psycopg converts a query's placeholders in Python, and caches the conversion only
-            # for queries of at most 50 parameters: one row's INSERT sent for every row in a
-            # pipeline costs less than one long multi-row VALUES.
-            cursor.executemany(head + one, [[prepare(row[name]) for name, prepare in named] for row in rows])
-            return pks
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            params = [prepare(row[name]) for row in part for name, prepare in named]
-            cursor.execute(head + ", ".join([one] * len(part)) + tail, params)
+        for start in range(0, len(values), chunk):
+            part = values[start : start + chunk]
+            cursor.execute(head + ", ".join([one] * len(part)) + tail, [v for row in part for v in row])
             if returning_pks:
                 pks.extend(row[0] for row in cursor.fetchall())
+    return pks
+
+
+def _copy(connection, model: type[Model], fields: list[Field], values: list[list], returning: bool) -> list:
+    quote = connection.ops.quote_name
+    table, pk = model._meta.db_table, model._meta.pk.column
+    columns = [quote(field.column) for field in fields]
+    pks: list = []
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        if returning:
+            # Keys drawn from the table's own sequence, as an INSERT would draw them.
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [quote(table), pk, len(values)],
+            )
+            pks = sorted(row[0] for row in cursor.fetchall())
+            columns.append(quote(pk))
+            values = [[*row, key] for row, key in zip(values, pks, strict=True)]
+        with cursor.copy(f"COPY {quote(table)} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
     return pks
 
 

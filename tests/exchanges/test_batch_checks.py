@@ -100,7 +100,9 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(sandbox, alice):
         with CaptureQueriesContext(db) as captured:
             assert batches.connections_check(connection_ids=pks) == [Status.CONNECTED] * size
         counts.append(len(captured))
-    assert counts[0] == counts[1] <= 8, counts  # claim 2, write 4 (+ the transaction's own)
+    # Claim 2; write 5: lock, the snapshots' keys, COPY the snapshots, COPY their lines, update the
+    # rows (on SQLite 4: no keys query, INSERTs); and the transaction's own 2.
+    assert counts[0] == counts[1] <= 9, counts
 
 
 def test_a_row_another_worker_holds_is_left_to_it_and_an_id_sent_twice_is_checked_once(sandbox, alice):

@@ -19,10 +19,11 @@ The script reads Redis's clock, so machines whose clocks disagree still share on
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +73,21 @@ return 0
 """
 
 
+# A slot's token: this process's random origin and a counter, unique across every worker of every
+# machine sharing the Redis, for a fraction of a uuid4's cost (one per request). A forked child
+# draws an origin of its own.
+_tokens = itertools.count()
+_origin = os.urandom(8).hex()
+
+
+def _new_origin() -> None:
+    global _origin
+    _origin = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_origin)
+
+
 def _any_limit(path: str) -> Limit:
     return Limit("other", 10, 1000)
 
@@ -111,7 +127,7 @@ class Gate:
         if rule.shared:
             scope = PUBLIC_SCOPE
         inflight = f"{self.prefix}:inflight"
-        token = uuid.uuid4().hex
+        token = f"{_origin}:{next(_tokens)}"
         limit = max(rule.weight, int(rule.limit * SAFETY))
         args = (cap, int(self.lease_seconds * 1000), token, limit, rule.window_ms, rule.weight)
         keys = (inflight, f"{self.prefix}:rate:{scope}:{rule.group}", f"{self.prefix}:ban")
