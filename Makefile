@@ -60,17 +60,10 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install-dev
-	$(BIN)/python bench/sandbox_latency.py
-	$(BIN)/python bench/ccxt_compare.py
-	$(BIN)/python bench/page_load.py
-	$(BIN)/python bench/connect_latency.py
-	$(BIN)/python bench/refresh_scale.py
-	$(BIN)/python bench/refresh_scale.py --batch 1
-	$(BIN)/python bench/refresh_scale.py --connects 20
-	$(BIN)/python bench/venue_budget.py
-	$(BIN)/python bench/venue_budget.py --mix --minutes 6
-	$(BIN)/python bench/history_prune.py
+# Every benchmark (bench/all.py lists them), then every target with MET / NOT MET; the whole
+# output is kept in .bench-logs/make-bench.txt. Chromium for the Connect latency benchmarks.
+bench: install-dev system-deps
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles .test-db-*.sqlite3* .celerybeat-schedule* .bench-logs
