@@ -110,6 +110,19 @@ def _htx_key(i: int) -> tuple[str, dict]:
     }
 
 
+def _htx_seed(entry: dict) -> dict:
+    """Key i's connection as its last check left it, that check 0 to 60 minutes ago as in a steady
+    state of 5-minute refreshes: the account list it kept (HTX's adapter) is past
+    KEPT_ACCOUNTS_SECONDS for 1 key in 13, whose refresh lists its accounts again."""
+    from exchanges.venues.htx.adapter import KEPT_ACCOUNTS_SECONDS, keep_accounts
+    from exchanges.venues.htx.types import Account
+
+    i = entry["uid"] - 70_000_000
+    kept = keep_accounts([Account(a["id"], a["type"], a["state"], a["subtype"]) for a in entry["accounts"]])
+    kept["read_at"] -= (i % 13) * KEPT_ACCOUNTS_SECONDS // 12
+    return {"account_uid": str(entry["uid"]), "permissions": entry["permission"], "venue_kept": kept}
+
+
 def _htx_sandbox(keys: dict, latency_ms: int) -> Any:
     from exchanges.venues.htx.sandbox import HtxSandbox, load_tickers
 
@@ -225,7 +238,7 @@ VENUES: dict[str, BenchVenue] = {
         "htx",
         "exchanges.venues.htx.venue.HTX",
         _htx_key,
-        lambda entry: {"account_uid": str(entry["uid"]), "permissions": entry["permission"]},
+        _htx_seed,
         _htx_sandbox,
         _htx_limits,
     ),

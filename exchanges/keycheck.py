@@ -100,6 +100,7 @@ def check_claimed(connection: ExchangeConnection, plain: list[PlainRefresh] | No
         account_uid=connection.account_uid or None,
         described=bool(connection.account_uid),
         key_expires_at=connection.key_expires_at,
+        kept=connection.venue_kept,
     )
     in_use = ""
     try:

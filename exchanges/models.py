@@ -93,6 +93,9 @@ class ExchangeConnection(models.Model):
     # is last_verified_at); None: no such rule for this key.
     idle_deletion_days = models.PositiveSmallIntegerField(null=True, blank=True)
     clock_skew_ms = models.IntegerField(null=True, blank=True)
+    # What the venue's client kept from the last check to save calls at the next one
+    # (kit.types.KeyFacts.keep; HTX: the key's account list; never a secret). None: nothing.
+    venue_kept = models.JSONField(null=True, blank=True, editable=False)
 
     total_usdt = ExactDecimalField(null=True, blank=True)
     total_btc = ExactDecimalField(null=True, blank=True)

@@ -61,6 +61,7 @@ FACT_FIELDS = [
     "trading_expires_at",
     "idle_deletion_days",
     "clock_skew_ms",
+    "venue_kept",
 ]
 
 # What a check writes. Saving only these keeps a change the user made meanwhile (a new label,
@@ -145,6 +146,7 @@ def _store_facts(connection: ExchangeConnection, facts: KeyFacts) -> None:
     connection.trading_expires_at = facts.trading_expires_at
     connection.idle_deletion_days = facts.idle_deletion_days
     connection.clock_skew_ms = facts.skew_ms
+    connection.venue_kept = facts.keep
 
 
 def record_key(

@@ -3,6 +3,7 @@ UID not asked again, tickers shared, batches, and the HTX gate in front of every
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from exchanges import batches, keycheck, services, tasks, venue_state
 from exchanges.models import ExchangeConnection, Status
+from exchanges.venues.htx.adapter import KEPT_ACCOUNTS_SECONDS
 from exchanges.venues.htx.venue import HTX
 from exchanges.venues.kit.gate import Gate
 from tests.conftest import demo_key
@@ -18,6 +20,7 @@ from tests.conftest import demo_key
 pytestmark = pytest.mark.django_db
 
 GOOD = demo_key("demo: good key")
+SUB_USER = demo_key("demo: sub-user")
 
 
 def _connected(owner, sandbox) -> ExchangeConnection:
@@ -40,15 +43,56 @@ def _calls(sandbox, action) -> dict[str, int]:
     return {"requests": stats["requests"], **stats["busiest_window_per_uid"]}
 
 
-def test_a_refresh_of_a_known_key_costs_htx_three_requests(sandbox, alice):
+def test_a_refresh_of_a_known_key_costs_htx_its_key_info_and_balances(sandbox, alice):
     connection = _connected(alice, sandbox)
     _make_due(connection.pk)
     calls = _calls(sandbox, lambda: keycheck.connection_check(connection_id=connection.pk))
-    # Key info, accounts, and one balance per account the key sees; not the clock, the UID
-    # (a key never changes account) or the tickers (shared for TICKERS_CACHE_SECONDS).
+    # Key info and one balance per account the key sees; not the clock, the UID (a key never
+    # changes account), the tickers (shared for TICKERS_CACHE_SECONDS) or the account list
+    # (kept from the first check for KEPT_ACCOUNTS_SECONDS).
     accounts = len(sandbox.accounts[GOOD[0]]["accounts"])
-    assert calls["requests"] == 2 + accounts, calls
-    assert "uid" not in calls and calls["api-key"] == 1 and calls["accounts"] == 1
+    assert calls["requests"] == 1 + accounts, calls
+    assert "uid" not in calls and "accounts" not in calls and calls["api-key"] == 1
+
+
+def test_the_account_list_is_kept_from_the_first_check_and_read_again_after_an_hour(sandbox, alice):
+    connection = _connected(alice, sandbox)
+    kept = ExchangeConnection.objects.get(pk=connection.pk).venue_kept
+    sandbox_ids = sorted(a["id"] for a in sandbox.accounts[GOOD[0]]["accounts"])
+    assert sorted(row[0] for row in kept["accounts"]) == sandbox_ids
+    assert abs(kept["read_at"] - time.time()) < 60
+    # An hour later the list stands in no longer: the refresh asks HTX and keeps the new one.
+    stale = {**kept, "read_at": kept["read_at"] - KEPT_ACCOUNTS_SECONDS - 1}
+    ExchangeConnection.objects.filter(pk=connection.pk).update(venue_kept=stale)
+    _make_due(connection.pk)
+    calls = _calls(sandbox, lambda: keycheck.connection_check(connection_id=connection.pk))
+    assert calls["accounts"] == 1 and calls["api-key"] == 1, calls
+    assert ExchangeConnection.objects.get(pk=connection.pk).venue_kept["read_at"] > stale["read_at"]
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [None, {}, {"accounts": [], "read_at": 0}, {"accounts": [["x", "spot", "", ""]], "read_at": 1}, "text"],
+)
+def test_a_kept_account_list_of_another_shape_is_not_trusted(sandbox, alice, kept):
+    connection = _connected(alice, sandbox)
+    ExchangeConnection.objects.filter(pk=connection.pk).update(venue_kept=kept)
+    _make_due(connection.pk)
+    calls = _calls(sandbox, lambda: keycheck.connection_check(connection_id=connection.pk))
+    assert calls["accounts"] == 1, calls
+    assert ExchangeConnection.objects.get(pk=connection.pk).status == Status.CONNECTED
+
+
+def test_a_sub_user_key_lists_its_accounts_at_every_check(sandbox, alice):
+    # HTX will not describe a sub-user key: the accounts call is the only proof the key works.
+    connection = services.connection_create(
+        owner=alice, exchange="htx", label="", access_key=SUB_USER[0], secret_key=SUB_USER[1]
+    )
+    assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
+    assert ExchangeConnection.objects.get(pk=connection.pk).venue_kept is None
+    _make_due(connection.pk)
+    calls = _calls(sandbox, lambda: keycheck.connection_check(connection_id=connection.pk))
+    assert calls["accounts"] == 1, calls
 
 
 def test_the_clock_is_measured_once_per_process_and_again_after_htx_refuses_a_timestamp(sandbox, alice):

@@ -6,8 +6,11 @@ protocol (``exchanges.venues.kit.venue.VenueClient``).
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from exchanges.venues.kit.types import BalanceRead, Flag, KeyFacts, OtherLine, Prior, WalletLine
 
@@ -27,6 +30,11 @@ _FLAGS = (
     ("trade", "Trade", False, True),
     ("withdraw", "Withdraw", True, False),
 )
+# How long a key's account list, kept from an earlier check (KeyFacts.keep), stands in for the
+# accounts call: a refresh then makes two calls instead of three. The key-info call, made at
+# every check, still proves key, secret and IP binding and reads the permissions; an account the
+# user opens later is read within this time.
+KEPT_ACCOUNTS_SECONDS = 3600
 
 
 class HtxVenueClient(HtxClient):
@@ -36,7 +44,14 @@ class HtxVenueClient(HtxClient):
         ``prior.account_uid``: the key's HTX account, when known (a key never changes account),
         saves a call."""
         # The accounts call proves key, secret and IP binding at once; it works for every key type.
-        accounts = self.accounts()
+        # A key HTX described before proves them with the key-info call below, so its account
+        # list, kept from a recent check, is not asked for again.
+        accounts = kept_accounts(prior)
+        if accounts is None:
+            accounts = self.accounts()
+            keep = keep_accounts(accounts)
+        else:
+            keep = prior.kept
         uid = int(prior.account_uid) if prior.account_uid else None
         try:
             uid = uid or self.uid()
@@ -57,7 +72,8 @@ class HtxVenueClient(HtxClient):
                 skew_ms=self.clock_offset_ms,
                 context=accounts,
             )
-        return facts_from_key_info(info, uid=uid, skew_ms=self.clock_offset_ms, accounts=accounts)
+        facts = facts_from_key_info(info, uid=uid, skew_ms=self.clock_offset_ms, accounts=accounts)
+        return replace(facts, keep=keep)
 
     def read_balances(self, facts: KeyFacts) -> BalanceRead:
         """Every account the key can see. An account HTX refuses (other than spot) is recorded
@@ -74,6 +90,29 @@ class HtxVenueClient(HtxClient):
 
     def prices(self) -> dict[str, Decimal]:
         return {symbol.upper(): price for symbol, price in self.tickers().items()}
+
+
+def keep_accounts(accounts: list[Account]) -> dict:
+    """A key's account list as kept for its next checks (``kept_accounts``)."""
+    return {"accounts": [[a.id, a.type, a.state, a.subtype] for a in accounts], "read_at": int(time.time())}
+
+
+def kept_accounts(prior: Prior) -> list[Account] | None:
+    """The account list kept from an earlier check, while it may stand in for the accounts call:
+    a key HTX described (never a sub-user key, whose accounts call is its only proof), read
+    less than KEPT_ACCOUNTS_SECONDS ago. None: ask HTX."""
+    kept: Any = prior.kept
+    if not (prior.described and prior.account_uid and isinstance(kept, dict)):
+        return None
+    try:
+        age = time.time() - float(kept["read_at"])
+        accounts = [
+            Account(id=int(i), type=str(t), state=str(st), subtype=str(sub))
+            for i, t, st, sub in kept["accounts"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        return None  # not what keep_accounts writes: ask HTX
+    return accounts if accounts and -60 < age < KEPT_ACCOUNTS_SECONDS else None
 
 
 def facts_from_key_info(

@@ -42,6 +42,8 @@ class Prior:
     # The expiry the venue gave while the key still worked: tells "expired" from "unknown key"
     # where the venue answers both with one code.
     key_expires_at: datetime | None = None
+    # What the venue's client kept from the last check (``KeyFacts.keep``), as stored.
+    kept: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class KeyFacts:
     summary: str = ""
     # Whatever the venue's client needs to read balances afterwards (e.g. HTX's account list).
     context: Any = None
+    # What the client asks to be given back at the key's next check (``Prior.kept``) to save
+    # calls there: plain JSON, never a secret. None: nothing.
+    keep: Any = None
 
 
 @dataclass(frozen=True, slots=True)
