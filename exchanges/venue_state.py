@@ -62,6 +62,7 @@ def gate_for(venue: Venue) -> Gate:
                 max_wait_seconds=float(registry.setting(venue, "GATE_WAIT_SECONDS")),
                 prefix=f"{venue.id}:gate",
                 limit_for=venue.limit_for,
+                traffic_limits=venue.traffic_limits,
                 # At most a quarter of the cap, so a small cap still leaves refreshes room.
                 reserved=min(int(registry.setting(venue, "INTERACTIVE_RESERVED_REQUESTS")), cap // 4),
             )

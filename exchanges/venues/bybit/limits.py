@@ -5,10 +5,10 @@
 - **Per IP**, 600 requests per 5 s for all HTTP traffic to the API hosts, shared by every user
   of this server (``shared``). Over it: HTTP 403 and at least 10 minutes without access.
 
-The gate takes one ``Limit`` per request: signed endpoints get their per-UID limit, public
-market endpoints the per-IP budget. (The per-IP budget also covers signed calls on Bybit's
-side; one rule per request cannot say both, so a 403 from Bybit blocks every worker for the
-10 minutes instead, see ``client``.)
+``limit_for`` gives each request its own ``Limit``: signed endpoints their per-UID limit, public
+market endpoints the per-IP budget. The per-IP budget also counts signed calls on Bybit's side,
+so it is also a traffic limit (``TRAFFIC_LIMITS``): the gate admits every request against it
+too. Should a 403 come anyway, it blocks every worker for the 10 minutes (see ``client``).
 """
 
 from __future__ import annotations

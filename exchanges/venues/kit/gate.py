@@ -7,7 +7,9 @@ Three rules are checked together, atomically, by one Lua script before each requ
   lease: a worker that dies holding one frees it when the lease ends;
 - the venue's **request limits**, as data (``Venue.limits``): per account or key (the caller's
   scope), or per IP for limits the venue counts per address and so every user of this server
-  shares (``Limit.shared``: e.g. a request weight per IP). Kept as sliding windows of weighted
+  shares (``Limit.shared``: e.g. a request weight per IP), the path's own and every limit the venue
+  counts all its traffic against (``Venue.traffic_limits``: e.g. all requests per IP, signed calls
+  included). Kept as sliding windows of weighted
   entries, which bounds every window of that length, the venue's own fixed windows included,
   with a safety margin for the time a request takes to get there;
 - a **ban**: when the venue says "no more requests until T" (HTTP 418/429 with Retry-After),
@@ -43,32 +45,39 @@ PUBLIC_SCOPE = "ip"
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cap, lease, token, limit, window, weight = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
-    tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if ARGV[7] ~= '' then
-  redis.call('ZREM', KEYS[1], ARGV[7])
+local cap, lease, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if ARGV[4] ~= '' then
+  redis.call('ZREM', KEYS[1], ARGV[4])
 end
-local banned = redis.call('PTTL', KEYS[3])
+local banned = redis.call('PTTL', KEYS[2])
 if banned > 0 then
   return banned
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) + weight > limit then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if not oldest[2] then
-    return window
+-- KEYS[3..]: one sliding window per limit the request counts against, ARGV 5.. as
+-- (limit, window, weight) for each. Every window must have room before any is charged.
+for w = 3, #KEYS do
+  local a = 3 * w - 4
+  local limit, window, weight = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[w], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[w]) + weight > limit then
+    local oldest = redis.call('ZRANGE', KEYS[w], 0, 0, 'WITHSCORES')
+    if not oldest[2] then
+      return window
+    end
+    return math.max(1, tonumber(oldest[2]) + window - now)
   end
-  return math.max(1, tonumber(oldest[2]) + window - now)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= cap then
   return -1
 end
 redis.call('ZADD', KEYS[1], now + lease, token)
-for i = 1, weight do
-  redis.call('ZADD', KEYS[2], now, token .. ':' .. i)
+for w = 3, #KEYS do
+  for i = 1, tonumber(ARGV[3 * w - 2]) do
+    redis.call('ZADD', KEYS[w], now, token .. ':' .. i)
+  end
+  redis.call('PEXPIRE', KEYS[w], tonumber(ARGV[3 * w - 3]))
 end
-redis.call('PEXPIRE', KEYS[2], window)
 return 0
 """
 
@@ -106,6 +115,8 @@ class Gate:
     max_wait_seconds: float = 20.0
     prefix: str = "htx:gate"
     limit_for: Callable[[str], Limit] = _any_limit
+    # Limits every request counts against besides its own (``Venue.traffic_limits``).
+    traffic_limits: tuple[Limit, ...] = ()
     # Slots of the cap only checks a user is waiting for may take (a new key, Refresh now, a
     # replacement): a refresh wave holding every other slot never makes them queue behind it.
     reserved: int = 0
@@ -124,19 +135,21 @@ class Gate:
     def slot(self, path: str, scope: str, *, interactive: bool = False) -> Iterator[None]:
         cap = self.cap if interactive else self.cap - self.reserved
         rule = self.limit_for(path)
-        if rule.shared:
-            scope = PUBLIC_SCOPE
-        inflight = f"{self.prefix}:inflight"
         token = f"{_origin}:{next(_tokens)}"
-        limit = max(rule.weight, int(rule.limit * SAFETY))
-        args = (cap, int(self.lease_seconds * 1000), token, limit, rule.window_ms, rule.weight)
-        keys = (inflight, f"{self.prefix}:rate:{scope}:{rule.group}", f"{self.prefix}:ban")
+        keys = [f"{self.prefix}:inflight", f"{self.prefix}:ban"]
+        windows: list = []
+        # The path's own limit, and every limit the venue counts all its traffic against (e.g.
+        # all requests per IP, signed ones too).
+        for limit in (rule, *(extra for extra in self.traffic_limits if extra.group != rule.group)):
+            keys.append(f"{self.prefix}:rate:{PUBLIC_SCOPE if limit.shared else scope}:{limit.group}")
+            windows += (max(limit.weight, int(limit.limit * SAFETY)), limit.window_ms, limit.weight)
+        args = (cap, int(self.lease_seconds * 1000), token)
         deadline = time.monotonic() + self.max_wait_seconds
         pause = 0.002
         while True:
             previous = getattr(self._local, "held", None) or ""
             try:
-                verdict = int(self._admit(keys=keys, args=(*args, previous)))
+                verdict = int(self._admit(keys=keys, args=(*args, previous, *windows)))
             except redis.RedisError as exc:
                 raise GateUnavailable(type(exc).__name__) from None
             self._local.held = None

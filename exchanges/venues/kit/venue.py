@@ -135,8 +135,9 @@ class Venue:
     # futures), as paths for ``limit_for``: exchanges.budget counts them against the venue's
     # per-IP limits to know how many refreshes a minute this server may send.
     refresh_paths: ClassVar[tuple[str, ...]] = ()
-    # Per-IP limits that count every request to the venue, whatever ``limit_for`` says of its
-    # path (the gate takes one rule per request; e.g. a cap on all requests per IP every 5 s).
+    # Per-IP limits that count every request to the venue besides the one ``limit_for`` gives its
+    # path (e.g. a cap on all requests per IP every 5 s): the gate admits a request only when
+    # each has room.
     traffic_limits: ClassVar[tuple[Limit, ...]] = ()
 
     # "How to create an HTX API key": the guide's title, linked from the dialog and every status.
