@@ -7,11 +7,11 @@ Three rules are checked together, atomically, by one Lua script before each requ
   lease: a worker that dies holding one frees it when the lease ends;
 - the venue's **request limits**, as data (``Venue.limits``): per account or key (the caller's
   scope), or per IP for limits the venue counts per address and so every user of this server
-  shares (``Limit.shared``: e.g. a request weight per IP), the path's own and every limit the venue
-  counts all its traffic against (``Venue.traffic_limits``: e.g. all requests per IP, signed calls
-  included). Kept as sliding windows of weighted
-  entries, which bounds every window of that length, the venue's own fixed windows included,
-  with a safety margin for the time a request takes to get there;
+  shares (``Limit.shared``: e.g. a request weight per IP). A request counts against its path's
+  limit and against every limit the venue counts all its traffic against
+  (``Venue.traffic_limits``: e.g. all requests per IP, signed ones included). Kept as sliding
+  windows of weighted entries, which bounds every window of that length, the venue's own fixed
+  windows included, with a safety margin for the time a request takes to get there;
 - a **ban**: when the venue says "no more requests until T" (HTTP 418/429 with Retry-After),
   ``block`` stops every worker from calling it until then.
 
