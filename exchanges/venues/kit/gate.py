@@ -21,6 +21,7 @@ The script reads Redis's clock, so machines whose clocks disagree still share on
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import random
@@ -80,6 +81,7 @@ for w = 3, #KEYS do
 end
 return 0
 """
+_ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 
 
 # A slot's token: this process's random origin and a counter, unique across every worker of every
@@ -122,10 +124,38 @@ class Gate:
     reserved: int = 0
 
     def __post_init__(self) -> None:
-        self._admit = self.client.register_script(_ADMIT)
         # Per thread: the slot of its last request, released by its next admission (in the
-        # same script call: one Redis round trip per request instead of two) or by ``settle``.
+        # same script call: one Redis round trip per request instead of two) or by ``settle``;
+        # and the thread's own connection to Redis (``_call``).
         self._local = threading.local()
+
+    def _call(self, *command):
+        """One command on this thread's own connection to the gate's Redis. A gated request
+        costs one round trip; through the client's pool, taking and giving back a connection
+        (a lock, a fork check, retry wrappers) cost more CPU than the round trip itself. A
+        connection Redis closed (a restart) is opened again once; other failures raise
+        ``redis.RedisError`` as the client would."""
+        local = self._local
+        wire = getattr(local, "wire", None)
+        if wire is None or local.pid != os.getpid():
+            pool = self.client.connection_pool
+            wire = local.wire = pool.connection_class(**pool.connection_kwargs)
+            local.pid = os.getpid()
+        try:
+            wire.send_command(*command, check_health=False)
+            return wire.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            wire.disconnect()
+        wire.send_command(*command, check_health=False)
+        return wire.read_response()
+
+    def _admit(self, keys: list[str], args: tuple):
+        try:
+            return self._call("EVALSHA", _ADMIT_SHA, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # A new Redis, or one restarted or flushed: load the script (once each time).
+            self._call("SCRIPT", "LOAD", _ADMIT)
+            return self._call("EVALSHA", _ADMIT_SHA, len(keys), *keys, *args)
 
     def interactive(self) -> InteractiveGate:
         """This gate as seen by a check a user is waiting for: the reserved slots count too."""
@@ -186,7 +216,7 @@ class Gate:
     def _release(self, token: str | None) -> None:
         if token:
             with contextlib.suppress(redis.RedisError):  # if Redis is gone, the lease ends by itself
-                self.client.zrem(f"{self.prefix}:inflight", token)
+                self._call("ZREM", f"{self.prefix}:inflight", token)
 
     def block(self, seconds: float) -> None:
         """The venue asked every caller from this server to stop for ``seconds`` (a ban)."""
