@@ -14,6 +14,9 @@ from .fields import ExactDecimalField
 PENDING_KEY_FIELDS = ["pending_access_key", "pending_secret_key", "pending_passphrase", "pending_fingerprint"]
 # A submission no worker has taken for this long is shown as queued (awaiting_worker).
 QUEUED_NOTICE_AFTER = timedelta(seconds=10)
+# A row in flight asks for its state this often (_connection_row.html): briefly at first, while the
+# user watches a check that usually ends within a second, then at a pace a forgotten tab can keep.
+POLL_FAST, POLL_SLOW, POLL_FAST_FOR = "500ms", "2s", timedelta(seconds=10)
 
 
 class Status(models.TextChoices):
@@ -230,6 +233,12 @@ class ExchangeConnection(models.Model):
     def settled(self) -> bool:
         """Nothing in flight: no polling needed."""
         return self.status != Status.VERIFYING and not self.refreshing and not self.replacing
+
+    @property
+    def poll_every(self) -> str:
+        """How often a row in flight polls: fast for the first seconds after the user's action
+        (a new key, Refresh now and a replacement all stamp updated_at), then slower."""
+        return POLL_FAST if self.updated_at > timezone.now() - POLL_FAST_FOR else POLL_SLOW
 
 
 class BalanceSnapshot(models.Model):

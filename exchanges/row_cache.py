@@ -142,6 +142,8 @@ def _time_facts(c: ExchangeConnection, stale_after: timedelta | None, now: datet
     key_days = formatting.days_left(c.key_expires_at, now) if c.key_expires_at else None
     trading_days = formatting.days_left(c.trading_expires_at, now) if c.trading_expires_at else None
     facts = (selectors.is_stale(c, stale_after, now), key_days, trading_days, c.awaiting_worker)
+    if not c.settled:
+        facts += (c.poll_every,)
     if c.last_verified_at and (c.key_expires_at or c.trading_expires_at):
         facts += (timeuntil_filter(c.key_expires_at), timeuntil_filter(c.trading_expires_at))
     return facts

@@ -290,6 +290,28 @@ def test_a_submission_nobody_took_is_shown_queued_once_its_time_passes(alice, cl
     assert 'data-testid="queued"' in after
 
 
+def test_a_row_in_flight_polls_fast_at_first_then_slower(alice, clock):
+    """A new key's row asks for its state every 0.5 s while the user watches the check (which
+    usually ends within a second), then every 2 s: a kept row never polls at the old pace."""
+    c = _connection(alice, status=Status.VERIFYING, established=False, usdt=None)
+    c = _rows(alice)[0]
+    assert 'hx-trigger="every 500ms"' in _kept(alice, c)
+    assert 'hx-trigger="every 500ms"' in _kept_again(alice, c)
+    clock(seconds=11)
+    after = _kept(alice, c)
+    assert after == _plain(alice, c)
+    assert 'hx-trigger="every 2s"' in after
+    # A settled row does not poll; "Refresh now" (which stamps updated_at) makes it poll fast.
+    connected = _connection(alice, last_checked_at=timezone.now())
+    row = next(row for row in _rows(alice) if row.pk == connected.pk)
+    assert "every 500ms" not in _kept(alice, row) and "every 2s" not in _kept(alice, row)
+    ExchangeConnection.objects.filter(pk=connected.pk).update(
+        refresh_requested_at=timezone.now() + timedelta(seconds=1), updated_at=timezone.now()
+    )
+    row = next(row for row in _rows(alice) if row.pk == connected.pk)
+    assert 'hx-trigger="every 500ms"' in _kept(alice, row)
+
+
 def test_a_renamed_connection_shows_its_new_label(alice):
     c = _connection(alice, label="Old name")
     before, after = _after_change(
@@ -379,7 +401,7 @@ def test_the_polled_row_is_the_template_row_and_follows_a_status_change(client, 
     client.force_login(alice)
     url = reverse("exchanges:connection-row", args=[c.pk])
     first = client.get(url, HTTP_HX_REQUEST="true")
-    assert first.status_code == 200 and "every 2s" in first.content.decode()
+    assert first.status_code == 200 and "every 500ms" in first.content.decode()
     ExchangeConnection.objects.filter(pk=c.pk).update(status=Status.CONNECTED, established=True)
     second = client.get(url, HTTP_HX_REQUEST="true")
     assert second.status_code == 286
