@@ -183,3 +183,46 @@ def test_the_reserve_is_at_most_a_quarter_of_a_venues_cap(settings):
     settings.HTX_MAX_CONCURRENT_REQUESTS = 4
     assert venue_state.gate_for(get("htx")).reserved == 1
     venue_state.forget_process_state()
+
+
+def test_a_threads_own_connection_survives_redis_closing_it_and_forgetting_the_script(gate):
+    """Each thread admits on its own connection to Redis (Gate._call). When Redis closes it (a
+    restart) the next admission opens it again; when Redis no longer knows the script (a new or
+    flushed server) it is loaded again: neither is a failure the check would see."""
+    with gate.slot("/v1/account/accounts", "uid:1"):
+        pass
+    gate.settle()
+    wire_id = gate._call("CLIENT", "ID")
+    assert gate.client.client_kill_filter(_id=wire_id) == 1
+    with gate.slot("/v1/account/accounts", "uid:1"):
+        assert gate.in_flight() == 1
+    gate.settle()
+    gate.client.script_flush()
+    with gate.slot("/v1/account/accounts", "uid:1"):
+        assert gate.in_flight() == 1
+    gate.settle()
+    assert gate.in_flight() == 0
+
+
+def test_a_redis_that_does_not_answer_in_time_is_not_asked_twice(gate, monkeypatch):
+    """A timeout may come after Redis ran the admission: it is not sent again (that would hold
+    a second slot), the caller is told the gate is unavailable."""
+    with gate.slot("/v1/account/accounts", "uid:1"):
+        pass
+    gate.settle()
+    wire = gate._local.wire
+    sent = []
+    real_send = wire.send_command
+
+    def send(*args, **kwargs):
+        sent.append(args[0])
+        real_send(*args, **kwargs)
+
+    def late(*args, **kwargs):
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(wire, "send_command", send)
+    monkeypatch.setattr(wire, "read_response", late)
+    with pytest.raises(GateUnavailable), gate.slot("/v1/account/accounts", "uid:1"):
+        pass
+    assert sent == ["EVALSHA"]

@@ -133,8 +133,9 @@ class Gate:
         """One command on this thread's own connection to the gate's Redis. A gated request
         costs one round trip; through the client's pool, taking and giving back a connection
         (a lock, a fork check, retry wrappers) cost more CPU than the round trip itself. A
-        connection Redis closed (a restart) is opened again once; other failures raise
-        ``redis.RedisError`` as the client would."""
+        connection Redis closed (a restart: the command never reached the new server) is
+        opened again once; a timeout is not retried (the command may have run), and failures
+        raise ``redis.RedisError`` as the client would."""
         local = self._local
         wire = getattr(local, "wire", None)
         if wire is None or local.pid != os.getpid():
@@ -144,7 +145,7 @@ class Gate:
         try:
             wire.send_command(*command, check_health=False)
             return wire.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.ConnectionError:
             wire.disconnect()
         wire.send_command(*command, check_health=False)
         return wire.read_response()
