@@ -16,14 +16,21 @@ status, a failure, a first verification) is written by the check at once, as alo
 A check that has not started halfway through the claim's lifetime is not started: its row is let
 go for the sweeper, so a claim never lapses under a check still running. Checks a user waits for
 are never batched (exchanges.dispatch sends them alone, on their own queue).
+
+Timed checks first: the sweeper sends a venue with a per-IP budget its checks a second's worth at
+a time, each message due at its turn (tasks._send_paced). Behind a refresh wave the threads have
+hundreds of other checks waiting; a timed check that waited behind them would start late, then
+with the next ones, and spend its venue's budget in a burst the gate must hold back. So the
+threads take timed checks before the others (``_CheckThreads``).
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -38,11 +45,39 @@ from .models import ExchangeConnection, Status
 # that hangs delays the others' writes by no more than this.
 GATHER_SECONDS = 0.25
 
-_pool: ThreadPoolExecutor | None = None
+
+class _CheckThreads:
+    """A fixed set of threads taking work in order, timed work before the rest."""
+
+    def __init__(self, count: int) -> None:
+        self._work: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()  # first come, first served within each kind
+        for n in range(count):
+            threading.Thread(target=self._take, name=f"check_{n}", daemon=True).start()
+
+    def submit(self, fn, *args, timed: bool = False, **kwargs) -> Future:
+        future: Future = Future()
+        self._work.put((0 if timed else 1, next(self._order), future, fn, args, kwargs))
+        return future
+
+    def _take(self) -> None:
+        while True:
+            _, _, future, fn, args, kwargs = self._work.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 (handed to whoever waits for it)
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+
+_pool: _CheckThreads | None = None
 _pool_lock = threading.Lock()
 
 
-def _threads() -> ThreadPoolExecutor | None:
+def _threads() -> _CheckThreads | None:
     """This process's check threads; None when CHECK_THREADS is 0 (checks run in the caller's
     thread, one after the other: for tests inside one database transaction)."""
     global _pool
@@ -50,7 +85,7 @@ def _threads() -> ThreadPoolExecutor | None:
         return None
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=settings.CHECK_THREADS, thread_name_prefix="check")
+            _pool = _CheckThreads(settings.CHECK_THREADS)
         return _pool
 
 
@@ -75,10 +110,10 @@ def _run(connection: ExchangeConnection, deadline: float, *, own_thread: bool) -
     return status, (plain[0] if plain else None)
 
 
-def connections_check(*, connection_ids: list[int]) -> list[str | None]:
+def connections_check(*, connection_ids: list[int], timed: bool = False) -> list[str | None]:
     """Check a batch of connections. Returns their statuses in the order of the ids (None: another
     worker had it, there was nothing to do, or it was let go for the sweeper); an id sent twice is
-    checked once."""
+    checked once. ``timed``: the sweeper paced these checks (they go before the others)."""
     deadline = time.monotonic() + settings.CHECK_CLAIM_SECONDS / 2
     claimed = claim_many(connection_ids)
     pool = _threads()
@@ -87,14 +122,14 @@ def connections_check(*, connection_ids: list[int]) -> list[str | None]:
         outcomes = [_run(connection, deadline, own_thread=False) for connection in claimed]
         _settle(claimed, outcomes, statuses)
     else:
-        _side_by_side(pool, claimed, deadline, statuses)
+        _side_by_side(pool, claimed, deadline, statuses, timed)
     return [statuses.pop(connection_id, None) for connection_id in connection_ids]
 
 
-def _side_by_side(pool: ThreadPoolExecutor, claimed, deadline: float, statuses: dict) -> None:
+def _side_by_side(pool: _CheckThreads, claimed, deadline: float, statuses: dict, timed: bool) -> None:
     done: queue.SimpleQueue = queue.SimpleQueue()  # (connection, future), as each check ends
     for connection in claimed:
-        future = pool.submit(_run, connection, deadline, own_thread=True)
+        future = pool.submit(_run, connection, deadline, own_thread=True, timed=timed)
         future.add_done_callback(lambda future, connection=connection: done.put((connection, future)))
     failure: BaseException | None = None
     left = len(claimed)

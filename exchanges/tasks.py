@@ -45,11 +45,12 @@ def check_connection(connection_id: int) -> str | None:
 
 
 @shared_task(**CHECK_TASK_OPTIONS)
-def check_connections(connection_ids: list[int]) -> list[str | None]:
+def check_connections(connection_ids: list[int], timed: bool = False) -> list[str | None]:
     """Several checks in one message, side by side (exchanges.batches, CHECK_BATCH_SIZE). Retried
-    as a whole: the checks already done are no longer due, so they are not repeated."""
+    as a whole: the checks already done are no longer due, so they are not repeated. ``timed``:
+    paced by the sweeper, due at their turn (they go before a wave's other checks)."""
     _unmark_queued(connection_ids)
-    return batches.connections_check(connection_ids=connection_ids)
+    return batches.connections_check(connection_ids=connection_ids, timed=timed)
 
 
 # Where the paced refreshes go (settings.CELERY_TASK_QUEUES): every worker consumes it.
@@ -122,10 +123,8 @@ def _send(
                     check_connections.delay(batch)
             else:
                 later = {"countdown": max(countdown(start), 0.0), "queue": queue}
-                if size == 1:
-                    check_connection.apply_async((batch[0],), **later)
-                else:
-                    check_connections.apply_async((batch,), **later)
+                # Even one check goes as a batch here: it is timed (exchanges.batches).
+                check_connections.apply_async((batch,), {"timed": True}, **later)
         except Exception:
             _unmark_queued(ids[start:])  # not sent: the next sweep sends them
             raise

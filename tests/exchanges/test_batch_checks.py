@@ -8,6 +8,7 @@ test's thread (tests/conftest.py); the last ones use the threads, outside a test
 from __future__ import annotations
 
 import copy
+import threading
 from datetime import timedelta
 
 import pytest
@@ -216,3 +217,20 @@ def test_on_the_check_threads_a_check_that_raises_leaves_the_others_written_and_
     after = {row.pk: row for row in ExchangeConnection.objects.filter(pk__in=pks)}
     assert after[pks[0]].last_refreshed_at > after[pks[1]].last_refreshed_at < after[pks[2]].last_refreshed_at
     assert after[pks[0]].next_check_at > timezone.now() and after[pks[2]].next_check_at > timezone.now()
+
+
+def test_the_check_threads_take_timed_checks_before_the_others_waiting():
+    """A paced (timed) check sent behind a wave's batches starts as soon as a thread is free,
+    not after every check queued before it; within each kind, first come first served."""
+    threads = batches._CheckThreads(1)
+    busy, order = threading.Event(), []
+    threads.submit(busy.wait, 5)
+    waiting = [threads.submit(order.append, f"wave {n}") for n in range(3)]
+    timed = [threads.submit(order.append, f"timed {n}", timed=True) for n in range(2)]
+    busy.set()
+    for future in waiting + timed:
+        future.result(timeout=5)
+    assert order == ["timed 0", "timed 1", "wave 0", "wave 1", "wave 2"]
+    failing = threads.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=5)

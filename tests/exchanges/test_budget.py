@@ -230,6 +230,19 @@ def test_a_paced_message_holds_a_seconds_worth_of_checks_whatever_the_batch_size
     assert {len(batch) for batch in batches[:-1]} == {3} and len(batches[-1]) <= 3
 
 
+def test_paced_messages_are_timed_so_the_workers_take_them_before_a_waves_checks(alice, broker):
+    """Each paced message, one check or several, is a batch marked ``timed``: the check threads
+    take it before the checks of other batches waiting for them (exchanges.batches)."""
+    _due(alice, "binance", 5)
+    tasks.queue_due_checks()
+    bodies = [
+        json.loads(base64.b64decode(json.loads(raw)["body"]))
+        for raw in broker.lrange(tasks.PACED_QUEUE, 0, -1)
+    ]
+    assert bodies and all(kwargs == {"timed": True} for _, kwargs, _ in bodies)
+    assert all(isinstance(args[0], list) for args, _, _ in bodies)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_checks_a_user_waits_for_are_never_held_back_by_the_budget(alice, broker, settings):
     _due(alice, "binance", 200)
