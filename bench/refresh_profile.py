@@ -1,10 +1,12 @@
-"""Where a refresh's CPU goes (issue #12, target 1): N connected HTX keys refreshed one after the
-other in this process, in one thread, against the HTX sandbox in a child process (no latency),
-through real Redis and PostgreSQL, under cProfile. Not a figure for docs/performance.md (a
-profiler slows what it measures): a map of the hot path, to compare before and after a change.
+"""Where a refresh's CPU goes (issue #12, target 1): N connected keys of one venue (default HTX)
+refreshed one after the other in this process, in one thread, against the venue's sandbox in a
+child process (no latency), through real Redis and PostgreSQL, under cProfile. Not a figure for
+docs/performance.md (a profiler slows what it measures): a map of the hot path, to compare
+before and after a change.
 
 Run from the repository root: .venv/bin/python bench/refresh_profile.py [--keys N] [--batch N]
-    [--top N] [--sort cumulative|tottime] [--latency-ms N]  (CHECK_THREADS=0: no check threads)
+    [--top N] [--sort cumulative|tottime] [--latency-ms N] [--venue htx|binance|okx|bybit]
+    (CHECK_THREADS=0: no check threads)
 
 Prints our CPU per refresh without the profiler (a first pass) and with it, then the profile.
 """
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--latency-ms", type=int, default=0, help="the sandbox's latency on every call")
+    parser.add_argument("--venue", choices=sorted(VENUES), default="htx")
     args = parser.parse_args()
 
     from bitsgap_clone import embedded_redis
@@ -57,7 +60,8 @@ def main() -> None:
     database_url = postgres_database(base_url, db_name, create=True)
     redis_process, redis_url = embedded_redis.start()
     try:
-        with sandbox_process(_serve_sandbox, "htx", range(args.keys), args.latency_ms) as (url, _pid):
+        venue = VENUES[args.venue]
+        with sandbox_process(_serve_sandbox, venue.id, range(args.keys), args.latency_ms) as (url, _pid):
             os.environ.update(
                 DEBUG="0",
                 SECRET_KEY="bench-secret-key-not-for-production-0123456789abcdef",
@@ -67,7 +71,7 @@ def main() -> None:
                 DATABASE_URL=database_url,
                 REDIS_URL=redis_url,
                 LOG_LEVEL="WARNING",
-                HTX_API_URL=url,
+                **{f"{venue.resolve().env_prefix}_API_URL": url},
                 PYTHONPATH=str(ROOT),
             )
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitsgap_clone.settings")
@@ -80,7 +84,7 @@ def main() -> None:
             from exchanges.models import ExchangeConnection
 
             call_command("migrate", verbosity=0)
-            _seed(args.keys, [VENUES["htx"]])
+            _seed(args.keys, [venue])
             ids = list(ExchangeConnection.objects.order_by("pk").values_list("pk", flat=True))
             _refresh_all(ids[: args.batch], args.batch)  # warm: imports, clock, prices, connections
             _make_due()
@@ -94,7 +98,7 @@ def main() -> None:
             _refresh_all(ids, args.batch)
             profile.disable()
             profiled_ms = (time.process_time() - cpu0) * 1000 / len(ids)
-            figure("profile_keys", len(ids), "connections")
+            figure("profile_keys", len(ids), f"{venue.resolve().name} connections")
             figure("profile_batch", args.batch, "checks per call")
             figure("profile_cpu_ms_per_refresh", plain_ms, "ms (no profiler; sandbox's CPU not included)")
             figure("profile_cpu_ms_per_refresh_profiled", profiled_ms, "ms")

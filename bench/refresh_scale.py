@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import functools
 import importlib
 import json
 import os
@@ -219,6 +221,71 @@ def _binance_limits(stats: dict) -> int:
     return over + refused
 
 
+# --- OKX and Bybit: the sandboxes' demo "good" key, one account each -----------------------------
+
+
+@functools.cache
+def _demo_entry(venue_id: str) -> dict:
+    """The sandbox's entry of the venue's demo "good" key: the template of each bench key."""
+    venue = VENUES[venue_id].resolve()
+    api_key = venue.demo_credentials("good").api_key
+    return venue.sandbox().accounts[api_key]
+
+
+def okx_key(i: int) -> tuple[str, dict]:
+    entry = copy.deepcopy(_demo_entry("okx"))
+    entry.update(
+        secret=f"{i:032X}",
+        passphrase=f"Bench-Pass-{i}",
+        uid=str(630_000_000_000_000_000 + i),
+        mainUid=str(630_000_000_000_000_000 + i),
+        note="bench",
+        ip="127.0.0.1",
+        # An ordinary account: nothing in Earn, so its refresh asks OKX for no tickers (the
+        # Earn cross-check does, once per refresh, against a per-IP limit the budget leaves out).
+        savings=[],
+        otherEarn=[],
+    )
+    return f"{i:08x}-b0b0-4ccc-8ddd-{i:012x}", entry
+
+
+def okx_sandbox(keys: dict, latency_ms: int) -> Any:
+    from exchanges.venues.okx.sandbox import OkxSandbox, load_tickers
+
+    sandbox = OkxSandbox(keys, load_tickers()).bind()
+    sandbox.faults.latency_ms = latency_ms
+    return sandbox  # OKX's per-endpoint limits as they are
+
+
+def bybit_key(i: int) -> tuple[str, dict]:
+    entry = copy.deepcopy(_demo_entry("bybit"))
+    entry.update(secret=f"BenchSecret{i:025d}", uid=300_000_000 + i, note="bench", ips=["127.0.0.1"])
+    return f"BBench{i:012d}", entry
+
+
+def bybit_sandbox(keys: dict, latency_ms: int) -> Any:
+    from exchanges.venues.bybit.sandbox import BybitSandbox, load_tickers
+
+    sandbox = BybitSandbox(keys, load_tickers()).bind()
+    sandbox.faults.latency_ms = latency_ms
+    return sandbox  # Bybit's per-UID limits and its 600 requests per 5 s per IP as they are
+
+
+def _limits_of(venue_id: str) -> Callable[[dict], int]:
+    """OKX's and Bybit's: the busiest window per caller and limit, and the requests refused."""
+
+    def limits(stats: dict) -> int:
+        windows = next((v for k, v in stats.items() if k.startswith("busiest_window_per_")), {})
+        for bucket, busiest in sorted(windows.items()):
+            name = bucket.strip("/").replace("/", "_").replace("-", "_")
+            figure(f"refresh_{venue_id}_busiest_window_{name}", busiest, "requests per window")
+        refused = sum(stats["refused_by_rate_limit"].values()) + sum(stats.get("ip_bans", {}).values())
+        figure(f"refresh_{venue_id}_refused_by_sandbox", refused, "requests")
+        return refused
+
+    return limits
+
+
 @dataclass(frozen=True)
 class BenchVenue:
     id: str
@@ -255,6 +322,22 @@ VENUES: dict[str, BenchVenue] = {
         _binance_sandbox,
         _binance_limits,
     ),
+    "okx": BenchVenue(
+        "okx",
+        "exchanges.venues.okx.venue.OKX",
+        okx_key,
+        lambda entry: {"account_uid": entry["uid"], "passphrase": entry["passphrase"], "site": "global"},
+        okx_sandbox,
+        _limits_of("okx"),
+    ),
+    "bybit": BenchVenue(
+        "bybit",
+        "exchanges.venues.bybit.venue.BYBIT",
+        bybit_key,
+        lambda entry: {"account_uid": str(entry["uid"])},
+        bybit_sandbox,
+        _limits_of("bybit"),
+    ),
 }
 
 
@@ -274,10 +357,11 @@ def _sandbox_stats(url: str, method: str = "GET") -> dict:
         return json.load(response)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) from /proc."""
+def _cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """User + system CPU of a process (all its threads) from /proc; or its system CPU alone."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_cpu_seconds() -> float:
@@ -604,6 +688,7 @@ def main() -> None:
         for url in urls.values():
             _sandbox_stats(url, "DELETE")
         cpu_before = sum(_cpu_seconds(w.pid) for w in workers)
+        system_before = sum(_cpu_seconds(w.pid, system_only=True) for w in workers)
         sandbox_before = {v: _cpu_seconds(pid) for v, pid in pids.items()}
         machine_before = _machine_cpu_seconds()
 
@@ -635,6 +720,7 @@ def main() -> None:
         done = sum(done_by.values())
         total_s = time.perf_counter() - t0
         cpu_after = sum(_cpu_seconds(w.pid) for w in workers)
+        system_cpu = sum(_cpu_seconds(w.pid, system_only=True) for w in workers) - system_before
         sandbox_cpu = {v: _cpu_seconds(pid) - sandbox_before[v] for v, pid in pids.items()}
         machine_cpu = _machine_cpu_seconds() - machine_before
         stats = {v: _sandbox_stats(url) for v, url in urls.items()}
@@ -665,6 +751,8 @@ def main() -> None:
         figure("refresh_per_s", done / total_s, "refreshes/s", 0)
         cpu_ms = (cpu_after - cpu_before) * 1000 / max(done, 1)
         figure("refresh_worker_cpu_ms_per_refresh", cpu_ms, "ms", 2)
+        # Of which the kernel's (system time): the sockets' sends and receives, mostly.
+        figure("refresh_worker_system_cpu_ms_per_refresh", system_cpu * 1000 / max(done, 1), "ms", 2)
         # Where the rest of the machine's CPU went: the venues' stand-ins, and everything else
         # (PostgreSQL, Redis, this process polling for the end of the wave, the OS).
         all_sandboxes = sum(sandbox_cpu.values())

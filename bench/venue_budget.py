@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import os
 import sys
 import time
@@ -60,7 +59,11 @@ from refresh_scale import (  # noqa: E402
     _htx_sandbox,
     _sandbox_stats,
     _start_workers,
+    bybit_key,
+    bybit_sandbox,
     connected_row,
+    okx_key,
+    okx_sandbox,
     seed_users,
 )
 
@@ -84,57 +87,10 @@ def _binance_sandbox(keys: dict, latency_ms: int) -> Any:
     return sandbox  # Binance's weight limits, 429s and 418 bans as they are
 
 
-def _demo_entry(venue_id: str) -> dict:
-    from exchanges import registry
-
-    venue = registry.get(venue_id)
-    api_key = venue.demo_credentials("good").api_key
-    return venue.sandbox().accounts[api_key]
-
-
-def _okx_key(i: int, template: dict | None = None) -> tuple[str, dict]:
-    entry = copy.deepcopy(template or _demo_entry("okx"))
-    entry.update(
-        secret=f"{i:032X}",
-        passphrase=f"Bench-Pass-{i}",
-        uid=str(630_000_000_000_000_000 + i),
-        mainUid=str(630_000_000_000_000_000 + i),
-        note="bench",
-        ip="127.0.0.1",
-        # An ordinary account: nothing in Earn, so its refresh asks OKX for no tickers (the
-        # Earn cross-check does, once per refresh, against a per-IP limit the budget leaves out).
-        savings=[],
-        otherEarn=[],
-    )
-    return f"{i:08x}-b0b0-4ccc-8ddd-{i:012x}", entry
-
-
-def _okx_sandbox(keys: dict, latency_ms: int) -> Any:
-    from exchanges.venues.okx.sandbox import OkxSandbox, load_tickers
-
-    sandbox = OkxSandbox(keys, load_tickers()).bind()
-    sandbox.faults.latency_ms = latency_ms
-    return sandbox
-
-
-def _bybit_key(i: int, template: dict | None = None) -> tuple[str, dict]:
-    entry = copy.deepcopy(template or _demo_entry("bybit"))
-    entry.update(secret=f"BenchSecret{i:025d}", uid=300_000_000 + i, note="bench", ips=["127.0.0.1"])
-    return f"BBench{i:012d}", entry
-
-
-def _bybit_sandbox(keys: dict, latency_ms: int) -> Any:
-    from exchanges.venues.bybit.sandbox import BybitSandbox, load_tickers
-
-    sandbox = BybitSandbox(keys, load_tickers()).bind()
-    sandbox.faults.latency_ms = latency_ms
-    return sandbox
-
-
 @dataclass(frozen=True)
 class BenchVenue:
     id: str
-    key: Callable[..., tuple[str, dict]]  # connection i -> (API key, the sandbox's entry)
+    key: Callable[[int], tuple[str, dict]]  # connection i -> (API key, the sandbox's entry)
     seed: Callable[[dict], dict]  # the entry -> ExchangeConnection fields of its own
     sandbox: Callable[[dict, int], Any]
 
@@ -142,31 +98,28 @@ class BenchVenue:
 VENUES: dict[str, BenchVenue] = {
     "htx": BenchVenue(
         "htx",
-        lambda i, template=None: _htx_key(i),
+        _htx_key,
         lambda entry: {"account_uid": str(entry["uid"]), "permissions": entry["permission"]},
         _htx_sandbox,
     ),
     "binance": BenchVenue(
         "binance",
-        lambda i, template=None: _binance_key(i),
+        _binance_key,
         lambda entry: {"account_uid": str(entry["uid"]), "ip_restricted": True, "ip_addresses": "127.0.0.1"},
         _binance_sandbox,
     ),
     "okx": BenchVenue(
         "okx",
-        _okx_key,
+        okx_key,
         lambda entry: {"account_uid": entry["uid"], "passphrase": entry["passphrase"], "site": "global"},
-        _okx_sandbox,
+        okx_sandbox,
     ),
-    "bybit": BenchVenue(
-        "bybit", _bybit_key, lambda entry: {"account_uid": str(entry["uid"])}, _bybit_sandbox
-    ),
+    "bybit": BenchVenue("bybit", bybit_key, lambda entry: {"account_uid": str(entry["uid"])}, bybit_sandbox),
 }
 
 
 def _keys_of(venue: BenchVenue, indices: list[int]) -> dict:
-    template = _demo_entry(venue.id) if venue.id in ("okx", "bybit") else None
-    return dict(venue.key(i, template) for i in indices)
+    return dict(venue.key(i) for i in indices)
 
 
 def _serve_sandbox(conn, venue_id: str, indices: list[int], latency_ms: int) -> None:

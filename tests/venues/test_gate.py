@@ -212,16 +212,16 @@ def test_a_redis_that_does_not_answer_in_time_is_not_asked_twice(gate, monkeypat
     gate.settle()
     wire = gate._local.wire
     sent = []
-    real_send = wire.send_command
+    real_send = wire.send_packed_command
 
-    def send(*args, **kwargs):
-        sent.append(args[0])
-        real_send(*args, **kwargs)
+    def send(packed, **kwargs):
+        sent.append(b"".join(packed).split(b"\r\n")[2].decode())  # the command's name
+        real_send(packed, **kwargs)
 
     def late(*args, **kwargs):
         raise redis.TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr(wire, "send_command", send)
+    monkeypatch.setattr(wire, "send_packed_command", send)
     monkeypatch.setattr(wire, "read_response", late)
     with pytest.raises(GateUnavailable), gate.slot("/v1/account/accounts", "uid:1"):
         pass

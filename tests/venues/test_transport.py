@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -132,3 +133,86 @@ def test_headers_read_without_regard_to_case_chunked_bodies_and_empty_ones_on_on
     thread.join(5)
     assert len(pool._idle) == 1  # one connection served all three
     pool.close()
+
+
+def _capture_one() -> tuple[int, list[bytes], threading.Thread]:
+    """A server that records one request (headers and body) and answers it."""
+    received: list[bytes] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"Content-Length: (\d+)", head)
+        while length and len(body) < int(length[1]):
+            body += conn.recv(4096)
+        received.append(head + b"\r\n\r\n" + body)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return server.getsockname()[1], received, thread
+
+
+def test_the_request_carries_host_the_pools_headers_and_the_callers_in_order_and_the_body():
+    port, received, thread = _capture_one()
+    pool = HttpPool(headers={"User-Agent": "ua/1"})
+    response = pool.request(
+        "POST",
+        f"http://127.0.0.1:{port}/v5/x?a=1",
+        timeout=(1, 1),
+        headers={"X-Key": "k1", "Content-Type": "application/json"},
+        body=b'{"a": 1}\n',
+    )
+    thread.join(5)
+    assert response.body == b"{}"
+    assert received[0] == (
+        b"POST /v5/x?a=1 HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{port}\r\n".encode()
+        + b"Accept-Encoding: identity\r\nUser-Agent: ua/1\r\nX-Key: k1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 9\r\n\r\n"
+        b'{"a": 1}\n'
+    )
+
+
+def test_a_host_header_given_replaces_the_connections_own():
+    port, received, thread = _capture_one()
+    HttpPool().get(f"http://127.0.0.1:{port}/x", timeout=(1, 1), headers={"Host": "www.okx.com"})
+    thread.join(5)
+    head = received[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert [line for line in head if line.lower().startswith(b"host:")] == [b"Host: www.okx.com"]
+
+
+@pytest.mark.parametrize("value", ["k1\r\nX-Injected: 1", "k1\nX: 1", "k1\rX", "k1\x00"])
+def test_a_header_value_that_would_end_its_line_is_refused_and_nothing_is_sent(value):
+    received: list[bytes] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(2)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(1)
+        try:
+            while chunk := conn.recv(4096):
+                received.append(chunk)
+        except OSError:
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    pool = HttpPool()
+    with pytest.raises(ValueError, match="line break"):
+        pool.get(f"http://127.0.0.1:{server.getsockname()[1]}/x", timeout=(1, 1), headers={"X-Key": value})
+    thread.join(5)
+    server.close()
+    assert received == [] and pool._idle == {}

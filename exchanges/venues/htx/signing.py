@@ -10,10 +10,11 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
+
+from exchanges.venues.kit.clock import utc_second
 
 SIGNATURE_METHOD = "HmacSHA256"
 SIGNATURE_VERSION = "2"
@@ -27,17 +28,9 @@ def htx_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # calls within a second share it
-
-
 def htx_timestamp_at(epoch_seconds: float) -> str:
     """``htx_timestamp`` of a Unix time, formatted once per second."""
-    global _last_second
-    second = int(epoch_seconds // 1)
-    last = _last_second
-    if last[0] != second:
-        last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return last[1]
+    return utc_second(epoch_seconds)
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")

@@ -33,6 +33,11 @@ from dataclasses import dataclass
 
 import redis
 
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # redis-py packs instead (hiredis is in requirements.txt)
+    _pack = None
+
 from .errors import GateBusy, GateUnavailable
 from .venue import Limit
 
@@ -142,12 +147,14 @@ class Gate:
             pool = self.client.connection_pool
             wire = local.wire = pool.connection_class(**pool.connection_kwargs)
             local.pid = os.getpid()
+        # Packed by hiredis at once (redis-py's packer re-splits and re-checks every argument).
+        packed = [_pack(command)] if _pack is not None else wire.pack_command(*command)
         try:
-            wire.send_command(*command, check_health=False)
+            wire.send_packed_command(packed, check_health=False)
             return wire.read_response()
         except redis.ConnectionError:
             wire.disconnect()
-        wire.send_command(*command, check_health=False)
+        wire.send_packed_command(packed, check_health=False)
         return wire.read_response()
 
     def _admit(self, keys: list[str], args: tuple):

@@ -181,7 +181,21 @@ class HttpPool:
                 conn.close()
 
     def _send(self, conn: http.client.HTTPConnection, method: str, target: str, headers, body):
-        conn.request(method, target, body=body, headers=headers)
+        # http.client's request line and state, then every header line at once: its
+        # ``putheader`` checks each name and value with two regular expressions and encodes
+        # them one by one (a seventh of a request's CPU for a signed call's eight headers).
+        # Checked here in one pass instead: nothing in a header may end its line early.
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        given = {name.lower() for name in headers}
+        lines = [f"Host: {_host_header(conn)}"] if "host" not in given else []
+        if "accept-encoding" not in given:
+            lines.append("Accept-Encoding: identity")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if not "".join(lines).isprintable():
+            conn.close()
+            raise ValueError("a header name or value holds a line break or another control character")
+        conn._buffer.append("\r\n".join(lines).encode("latin-1"))
+        conn.endheaders(body)
         response = conn.getresponse()
         response.body = response.read()
         return response
@@ -236,6 +250,12 @@ class HttpPool:
                     idle.append((conn, time.monotonic()))
                     return
         conn.close()
+
+
+def _host_header(conn: http.client.HTTPConnection) -> str:
+    """The ``Host`` header http.client would send: the port only when not the scheme's own."""
+    host = f"[{conn.host}]" if ":" in conn.host else conn.host
+    return host if conn.port == conn.default_port else f"{host}:{conn.port}"
 
 
 USER_AGENT = "bitsgap-clone/1.0 (+self-hosted)"

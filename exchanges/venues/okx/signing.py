@@ -18,9 +18,10 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
+
+from exchanges.venues.kit.clock import utc_second
 
 Params = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
@@ -33,8 +34,8 @@ DEMO_HEADER = "x-simulated-trading"
 
 def timestamp(epoch_ms: int) -> str:
     """``2024-01-02T03:04:05.678Z``: UTC, milliseconds, ``Z``."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    seconds, ms = divmod(epoch_ms, 1000)
+    return f"{utc_second(seconds)}.{ms:03d}Z"
 
 
 def encode_query(params: Params | None) -> str:
