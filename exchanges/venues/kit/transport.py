@@ -191,10 +191,11 @@ class HttpPool:
         if "accept-encoding" not in given:
             lines.append("Accept-Encoding: identity")
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        if not "".join(lines).isprintable():
+        block = "\r\n".join(lines)
+        if not "".join(lines).isprintable() or not block.isascii():
             conn.close()
-            raise ValueError("a header name or value holds a line break or another control character")
-        conn._buffer.append("\r\n".join(lines).encode("latin-1"))
+            raise ValueError("a header name or value holds a line break, a control or a non-ASCII character")
+        conn._buffer.append(block.encode("ascii"))
         conn.endheaders(body)
         response = conn.getresponse()
         response.body = response.read()
