@@ -232,7 +232,7 @@ def _demo_entry(venue_id: str) -> dict:
     return venue.sandbox().accounts[api_key]
 
 
-def okx_key(i: int) -> tuple[str, dict]:
+def _okx_key(i: int) -> tuple[str, dict]:
     entry = copy.deepcopy(_demo_entry("okx"))
     entry.update(
         secret=f"{i:032X}",
@@ -249,7 +249,7 @@ def okx_key(i: int) -> tuple[str, dict]:
     return f"{i:08x}-b0b0-4ccc-8ddd-{i:012x}", entry
 
 
-def okx_sandbox(keys: dict, latency_ms: int) -> Any:
+def _okx_sandbox(keys: dict, latency_ms: int) -> Any:
     from exchanges.venues.okx.sandbox import OkxSandbox, load_tickers
 
     sandbox = OkxSandbox(keys, load_tickers()).bind()
@@ -257,13 +257,13 @@ def okx_sandbox(keys: dict, latency_ms: int) -> Any:
     return sandbox  # OKX's per-endpoint limits as they are
 
 
-def bybit_key(i: int) -> tuple[str, dict]:
+def _bybit_key(i: int) -> tuple[str, dict]:
     entry = copy.deepcopy(_demo_entry("bybit"))
     entry.update(secret=f"BenchSecret{i:025d}", uid=300_000_000 + i, note="bench", ips=["127.0.0.1"])
     return f"BBench{i:012d}", entry
 
 
-def bybit_sandbox(keys: dict, latency_ms: int) -> Any:
+def _bybit_sandbox(keys: dict, latency_ms: int) -> Any:
     from exchanges.venues.bybit.sandbox import BybitSandbox, load_tickers
 
     sandbox = BybitSandbox(keys, load_tickers()).bind()
@@ -325,17 +325,17 @@ VENUES: dict[str, BenchVenue] = {
     "okx": BenchVenue(
         "okx",
         "exchanges.venues.okx.venue.OKX",
-        okx_key,
+        _okx_key,
         lambda entry: {"account_uid": entry["uid"], "passphrase": entry["passphrase"], "site": "global"},
-        okx_sandbox,
+        _okx_sandbox,
         _limits_of("okx"),
     ),
     "bybit": BenchVenue(
         "bybit",
         "exchanges.venues.bybit.venue.BYBIT",
-        bybit_key,
+        _bybit_key,
         lambda entry: {"account_uid": str(entry["uid"])},
-        bybit_sandbox,
+        _bybit_sandbox,
         _limits_of("bybit"),
     ),
 }

@@ -51,6 +51,7 @@ from _common import (  # noqa: E402
     stop_process,
     target,
 )
+from refresh_scale import VENUES as SCALE_VENUES  # noqa: E402
 from refresh_scale import (  # noqa: E402
     _binance_key,
     _cpu_seconds,
@@ -59,11 +60,7 @@ from refresh_scale import (  # noqa: E402
     _htx_sandbox,
     _sandbox_stats,
     _start_workers,
-    bybit_key,
-    bybit_sandbox,
     connected_row,
-    okx_key,
-    okx_sandbox,
     seed_users,
 )
 
@@ -108,13 +105,11 @@ VENUES: dict[str, BenchVenue] = {
         lambda entry: {"account_uid": str(entry["uid"]), "ip_restricted": True, "ip_addresses": "127.0.0.1"},
         _binance_sandbox,
     ),
-    "okx": BenchVenue(
-        "okx",
-        okx_key,
-        lambda entry: {"account_uid": entry["uid"], "passphrase": entry["passphrase"], "site": "global"},
-        okx_sandbox,
-    ),
-    "bybit": BenchVenue("bybit", bybit_key, lambda entry: {"account_uid": str(entry["uid"])}, bybit_sandbox),
+    # Keys, seeds and sandboxes as refresh_scale.py's: their limits are on there too.
+    **{
+        v: BenchVenue(v, SCALE_VENUES[v].key, SCALE_VENUES[v].seed, SCALE_VENUES[v].sandbox)
+        for v in ("okx", "bybit")
+    },
 }
 
 

@@ -191,11 +191,11 @@ class HttpPool:
         if "accept-encoding" not in given:
             lines.append("Accept-Encoding: identity")
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        block = "\r\n".join(lines)
-        if not "".join(lines).isprintable() or not block.isascii():
+        text = "".join(lines)
+        if not (text.isascii() and text.isprintable()):
             conn.close()
             raise ValueError("a header name or value holds a line break, a control or a non-ASCII character")
-        conn._buffer.append(block.encode("ascii"))
+        conn._buffer.append("\r\n".join(lines).encode("ascii"))
         conn.endheaders(body)
         response = conn.getresponse()
         response.body = response.read()
