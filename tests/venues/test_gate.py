@@ -226,3 +226,33 @@ def test_a_redis_that_does_not_answer_in_time_is_not_asked_twice(gate, monkeypat
     with pytest.raises(GateUnavailable), gate.slot("/v1/account/accounts", "uid:1"):
         pass
     assert sent == ["EVALSHA"]
+
+
+def test_requests_sent_together_are_admitted_together_as_far_as_the_cap_and_limits_allow(gate):
+    """``slots``: one script call admits as many of the paths as the cap and every limit allow
+    now, in order (the rest wait for the caller's next admission), and charges only those."""
+    with gate.slots(["/v1/account/accounts"] * 5, "uid:1") as admitted:
+        assert admitted == gate.cap == gate.in_flight() == 3
+    assert gate.in_flight() == 3  # held until the thread's next admission or settle
+    with gate.slots(["/v1/account/accounts"] * 2, "uid:1") as admitted:
+        assert admitted == 2 and gate.in_flight() == 2  # the three went with this admission
+    gate.settle()
+    assert gate.in_flight() == 0
+
+    gate.cap = 100
+    window = f"{gate.prefix}:rate:uid:2:api-key"
+    allowed = int(LIMITS["api-key"].limit * SAFETY)
+    with gate.slots(["/v2/user/api-key"] * (allowed + 4), "uid:2") as admitted:
+        assert admitted == allowed == gate.client.zcard(window)  # the others were not charged
+    gate.settle()
+    # Two paths with limits of their own: both counted, each against its own window.
+    with gate.slots(["/v1/account/accounts", "/v2/user/api-key"], "uid:3") as admitted:
+        assert admitted == 2
+    assert gate.client.zcard(f"{gate.prefix}:rate:uid:3:accounts") == 1
+    assert gate.client.zcard(f"{gate.prefix}:rate:uid:3:api-key") == 1
+    # None of them fits: the first waits as one request would, then says busy.
+    gate.max_wait_seconds = 0.1
+    with pytest.raises(GateBusy), gate.slots(["/v2/user/api-key"] * 2, "uid:2"):
+        pytest.fail("admitted beyond HTX's limit")
+    gate.settle()
+    assert gate.in_flight() == 0

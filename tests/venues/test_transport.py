@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from exchanges.venues.kit.transport import HttpPool, TransportError
+from exchanges.venues.kit.transport import HttpPool, Request, TransportError
 
 
 def test_connections_are_kept_alive_and_reused(sandbox):
@@ -188,3 +188,37 @@ def test_a_header_value_that_would_end_its_line_is_refused_and_nothing_is_sent(v
         pool.get(f"http://127.0.0.1:{port}/x", timeout=(1, 1), headers={"X-Key": value})
     thread.join(5)
     assert received == [b""] and pool._idle == {}
+
+
+def test_requests_sent_together_wait_once_and_answer_in_order_each_with_its_own_outcome(sandbox):
+    """``request_many``: every request is written before any answer is read, each on its own
+    connection, so four answers delayed 300 ms each take about 300 ms, not 1.2 s. A request
+    that cannot be sent comes back as its TransportError; the others still answer."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    pool = HttpPool()
+    pool.get(f"{sandbox.url}/v1/common/timestamp", timeout=(2, 2))
+    sandbox._server.close_connections()  # the kept connection goes stale: sent again on a fresh one
+    time.sleep(0.05)
+    sandbox.faults.latency_ms = 300
+    paths = ["/v1/common/timestamp", "/market/tickers", "/v1/common/timestamp", "/market/tickers"]
+    requests = [Request("GET", f"{sandbox.url}{path}") for path in paths]
+    requests.insert(2, Request("GET", f"http://127.0.0.1:{closed}/nothing"))
+    started = time.monotonic()
+    answers = pool.request_many(requests, timeout=(1, 2))
+    took = time.monotonic() - started
+    sandbox.faults.clear()
+    assert isinstance(answers[2], TransportError) and not answers[2].timeout
+    answered = answers[:2] + answers[3:]
+    assert [answer.status for answer in answered] == [200] * 4
+    assert [b'"ts"' in answer.body or b'"data"' in answer.body for answer in answered] == [True] * 4
+    assert [b"tickers" in answer.body or b"symbol" in answer.body for answer in answered] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert took < 0.9, took  # one wait for all four, not four in a row
+    assert sum(len(idle) for idle in pool._idle.values()) == 4  # each kept for the next call
+    pool.close()

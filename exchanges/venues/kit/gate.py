@@ -27,8 +27,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -41,7 +41,7 @@ except ImportError:  # redis-py packs instead (hiredis is in requirements.txt)
 from .errors import GateBusy, GateUnavailable
 from .venue import Limit
 
-__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable", "InteractiveGate"]
+__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable", "InteractiveGate", "together"]
 
 # Share of each limit we allow ourselves: requests take a few ms to reach the venue, so a
 # window measured here and the venue's are not exactly the same.
@@ -51,40 +51,63 @@ PUBLIC_SCOPE = "ip"
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cap, lease, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-if ARGV[4] ~= '' then
-  redis.call('ZREM', KEYS[1], ARGV[4])
+local cap, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+for token in string.gmatch(ARGV[3], '%S+') do
+  redis.call('ZREM', KEYS[1], token)
 end
 local banned = redis.call('PTTL', KEYS[2])
 if banned > 0 then
-  return banned
+  return {banned, 0}
 end
--- KEYS[3..]: one sliding window per limit the request counts against, ARGV 5.. as
--- (limit, window, weight) for each. Every window must have room before any is charged.
+-- KEYS[3..]: one sliding window per limit, ARGV 4.. as (limit, window) for each.
+local limit, window, used = {}, {}, {}
+local a = 4
 for w = 3, #KEYS do
-  local a = 3 * w - 4
-  local limit, window, weight = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[w], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[w]) + weight > limit then
-    local oldest = redis.call('ZRANGE', KEYS[w], 0, 0, 'WITHSCORES')
-    if not oldest[2] then
-      return window
-    end
-    return math.max(1, tonumber(oldest[2]) + window - now)
-  end
+  limit[w], window[w] = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  redis.call('ZREMRANGEBYSCORE', KEYS[w], '-inf', now - window[w])
+  used[w] = redis.call('ZCARD', KEYS[w])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= cap then
-  return -1
-end
-redis.call('ZADD', KEYS[1], now + lease, token)
-for w = 3, #KEYS do
-  for i = 1, tonumber(ARGV[3 * w - 2]) do
-    redis.call('ZADD', KEYS[w], now, token .. ':' .. i)
+local free = cap - redis.call('ZCARD', KEYS[1])
+-- Then the requests in order, each as its token, how many windows it counts against and each
+-- of those as (key index, weight). A request is admitted when every one of its windows has
+-- room (none is charged otherwise) and a slot is free; the first that is not ends the
+-- admission. Returns {0, how many} or, when none is, {ms to wait, 0} or {-1, 0} (no slot).
+local admitted = 0
+while a <= #ARGV do
+  local token, first = ARGV[a], a + 2
+  a = first + 2 * tonumber(ARGV[a + 1])
+  local wait = 0
+  for j = first, a - 1, 2 do
+    local w, weight = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
+    if wait == 0 and used[w] + weight > limit[w] then
+      local oldest = redis.call('ZRANGE', KEYS[w], 0, 0, 'WITHSCORES')
+      wait = oldest[2] and math.max(1, tonumber(oldest[2]) + window[w] - now) or window[w]
+    end
   end
-  redis.call('PEXPIRE', KEYS[w], tonumber(ARGV[3 * w - 3]))
+  if wait == 0 and free <= 0 then
+    wait = -1
+  end
+  if wait ~= 0 then
+    if admitted == 0 then
+      return {wait, 0}
+    end
+    break
+  end
+  redis.call('ZADD', KEYS[1], now + lease, token)
+  free = free - 1
+  for j = first, a - 1, 2 do
+    local w, weight = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
+    for i = 1, weight do
+      redis.call('ZADD', KEYS[w], now, token .. ':' .. i)
+    end
+    used[w] = used[w] + weight
+    redis.call('PEXPIRE', KEYS[w], window[w])
+  end
+  admitted = admitted + 1
 end
-return 0
+return {0, admitted}
 """
 _ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 
@@ -169,25 +192,44 @@ class Gate:
         """This gate as seen by a check a user is waiting for: the reserved slots count too."""
         return InteractiveGate(self)
 
+    def slot(self, path: str, scope: str, *, interactive: bool = False) -> AbstractContextManager[None]:
+        return _one(self.slots([path], scope, interactive=interactive))
+
     @contextmanager
-    def slot(self, path: str, scope: str, *, interactive: bool = False) -> Iterator[None]:
+    def slots(self, paths: Sequence[str], scope: str, *, interactive: bool = False) -> Iterator[int]:
+        """``with gate.slots(paths, scope) as n:`` around requests sent together: admits the first
+        ``n`` of ``paths`` at once, in one script call (at least the first, waiting for it as one
+        request waits; as many more as the cap and the limits allow now). The caller sends
+        those and asks again for the rest."""
         cap = self.cap if interactive else self.cap - self.reserved
-        rule = self.limit_for(path)
-        token = f"{_origin}:{next(_tokens)}"
         keys = [f"{self.prefix}:inflight", f"{self.prefix}:ban"]
+        index: dict[str, int] = {}
         windows: list = []
-        # The path's own limit, and every limit the venue counts all its traffic against (e.g.
-        # all requests per IP, signed ones too).
-        for limit in (rule, *(extra for extra in self.traffic_limits if extra.group != rule.group)):
-            keys.append(f"{self.prefix}:rate:{PUBLIC_SCOPE if limit.shared else scope}:{limit.group}")
-            windows += (max(limit.weight, int(limit.limit * SAFETY)), limit.window_ms, limit.weight)
-        args = (cap, int(self.lease_seconds * 1000), token)
+        requests: list = []
+        tokens = []
+        for path in paths:
+            rule = self.limit_for(path)
+            token = f"{_origin}:{next(_tokens)}"
+            counted: list = []
+            # The path's own limit, and every limit the venue counts all its traffic against
+            # (e.g. all requests per IP, signed ones too).
+            for limit in (rule, *(extra for extra in self.traffic_limits if extra.group != rule.group)):
+                key = f"{self.prefix}:rate:{PUBLIC_SCOPE if limit.shared else scope}:{limit.group}"
+                if key not in index:
+                    keys.append(key)
+                    index[key] = len(keys)  # Lua counts from 1
+                    windows += (max(limit.weight, int(limit.limit * SAFETY)), limit.window_ms)
+                counted += (index[key], limit.weight)
+            tokens.append(token)
+            requests += (token, len(counted) // 2, *counted)
+        lease = int(self.lease_seconds * 1000)
         deadline = time.monotonic() + self.max_wait_seconds
         pause = 0.002
         while True:
-            previous = getattr(self._local, "held", None) or ""
+            previous = " ".join(getattr(self._local, "held", None) or ())
             try:
-                verdict = int(self._admit(keys=keys, args=(*args, previous, *windows)))
+                verdict, admitted = self._admit(keys=keys, args=(cap, lease, previous, *windows, *requests))
+                verdict = int(verdict)
             except redis.RedisError as exc:
                 raise GateUnavailable(type(exc).__name__) from None
             self._local.held = None
@@ -208,23 +250,23 @@ class Gate:
                 time.sleep(random.uniform(pause, 2 * pause))
                 pause = min(pause * 2, 0.1)
         try:
-            yield
+            yield int(admitted)
         finally:
-            # Still counted in flight until this thread's next request or ``settle``: a few
-            # milliseconds more than the request took, which only ever errs on the safe side.
-            # (A slot taken inside another one lets the outer one go now.)
+            # Still counted in flight until this thread's next admission or ``settle``: a few
+            # milliseconds more than the requests took, which only ever errs on the safe side.
+            # (Slots taken inside others let the outer ones go now.)
             self._release(getattr(self._local, "held", None))
-            self._local.held = token
+            self._local.held = tokens[: int(admitted)]
 
     def settle(self) -> None:
-        """Release this thread's last slot now (a check is over, or moves to another venue)."""
+        """Release this thread's last slots now (a check is over, or moves to another venue)."""
         held, self._local.held = getattr(self._local, "held", None), None
         self._release(held)
 
-    def _release(self, token: str | None) -> None:
-        if token:
+    def _release(self, tokens: list[str] | None) -> None:
+        if tokens:
             with contextlib.suppress(redis.RedisError):  # if Redis is gone, the lease ends by itself
-                self._call("ZREM", f"{self.prefix}:inflight", token)
+                self._call("ZREM", f"{self.prefix}:inflight", *tokens)
 
     def block(self, seconds: float) -> None:
         """The venue asked every caller from this server to stop for ``seconds`` (a ban)."""
@@ -247,6 +289,9 @@ class InteractiveGate:
     def slot(self, path: str, scope: str) -> contextlib.AbstractContextManager[None]:
         return self.gate.slot(path, scope, interactive=True)
 
+    def slots(self, paths: Sequence[str], scope: str) -> contextlib.AbstractContextManager[int]:
+        return self.gate.slots(paths, scope, interactive=True)
+
     def settle(self) -> None:
         self.gate.settle()
 
@@ -255,3 +300,26 @@ class InteractiveGate:
 
     def in_flight(self) -> int:
         return self.gate.in_flight()
+
+
+@contextmanager
+def _one(admission: AbstractContextManager[int]) -> Iterator[None]:
+    with admission:
+        yield
+
+
+def together(gate, paths: Sequence[str], scope: str) -> AbstractContextManager[int]:
+    """``gate.slots`` for a venue client: with a gate that admits one request at a time (a
+    test's, say) the first of ``paths`` alone; with no gate, all of them."""
+    if gate is None:
+        return contextlib.nullcontext(len(paths))
+    slots = getattr(gate, "slots", None)
+    if slots is not None:
+        return slots(paths, scope)
+    return _first(gate.slot(paths[0], scope))
+
+
+@contextmanager
+def _first(slot: AbstractContextManager[None]) -> Iterator[int]:
+    with slot:
+        yield 1

@@ -99,6 +99,33 @@ class Response:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request of ``HttpPool.request_many`` (the arguments of ``HttpPool.request``)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] | None = None
+    body: bytes | None = None
+    idempotent: bool | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request written (or that could not be), its answer not read yet."""
+
+    key: tuple[str, str, int]
+    timeout: tuple[float, float]
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes | None
+    retry: bool
+    conn: http.client.HTTPConnection | None = None
+    reused: bool = False
+    error: TransportError | None = None
+
+
 # Errors that mean a reused connection had been closed by the server while it sat idle.
 _STALE = (
     http.client.RemoteDisconnected,
@@ -144,34 +171,99 @@ class HttpPool:
 
         ``idempotent`` (default: GET only) allows sending once more on a fresh connection when
         a kept-alive one turns out closed; a read-only POST may say so."""
-        retry = method == "GET" if idempotent is None else idempotent
-        parts = urlsplit(url)
+        return self._finish(self._start(Request(method, url, headers, body, idempotent), timeout))
+
+    def request_many(
+        self, requests: list[Request], *, timeout: tuple[float, float]
+    ) -> list[Response | TransportError]:
+        """Send every request at once, each on a connection of its own, then read their answers
+        in order: one wait for all of them instead of one after another (a thread resuming
+        after a wait pays for its cold caches, docs/performance.md). Each comes back as its
+        ``Response`` or the ``TransportError`` ``request`` would have raised."""
+        started: list[_Pending] = []
+        try:
+            for request in requests:
+                started.append(self._start(request, timeout))
+        except BaseException:
+            for pending in started:
+                pending.conn.close()
+            raise
+        results: list[Response | TransportError] = []
+        for pending in started:
+            try:
+                results.append(self._finish(pending))
+            except TransportError as exc:
+                results.append(exc)
+        return results
+
+    def _start(self, request: Request, timeout: tuple[float, float]) -> _Pending:
+        """Check out a connection and write the request on it (a TransportError to raise when
+        its answer is asked for, if it could not be sent)."""
+        parts = urlsplit(request.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an http(s) URL is required")
         key = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        all_headers = {**self.headers, **(headers or {})}
-        if body is not None:
-            all_headers["Content-Length"] = str(len(body))
-        conn, reused = self._checkout(key, timeout)
+        headers = {**self.headers, **(request.headers or {})}
+        if request.body is not None:
+            headers["Content-Length"] = str(len(request.body))
+        retry = request.method == "GET" if request.idempotent is None else request.idempotent
+        pending = _Pending(key, timeout, request.method, target, headers, request.body, retry)
         try:
-            try:
-                response = self._send(conn, method, target, all_headers, body)
-            except _STALE:
-                if not reused or not retry:
-                    raise
-                # The server closed this idle connection: a GET is safe to send once more.
-                conn.close()
-                conn, reused = self._connect(key, timeout), False
-                response = self._send(conn, method, target, all_headers, body)
-        except TimeoutError:
-            conn.close()
-            raise TransportError("timed out", timeout=True) from None
+            pending.conn, pending.reused = self._checkout(key, timeout)
+        except TransportError as exc:
+            pending.error = exc
+            return pending
+        try:
+            self._write(pending)
+        except _STALE as exc:
+            if pending.reused and retry:
+                self._again(pending)
+            else:
+                pending.error = self._failed(pending, exc)
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise TransportError(type(exc).__name__) from None
-        self._checkin(key, conn, reusable=not response.will_close)
+            pending.error = self._failed(pending, exc)
+        return pending
+
+    def _finish(self, pending: _Pending) -> Response:
+        """Read the answer to a request ``_start`` wrote. Raises TransportError."""
+        if pending.error is None:
+            try:
+                try:
+                    response = self._read(pending.conn)
+                except _STALE:
+                    if not pending.reused or not pending.retry:
+                        raise
+                    # The server closed this idle connection: a GET is safe to send once more.
+                    self._again(pending)
+                    if pending.error is not None:
+                        raise pending.error from None
+                    response = self._read(pending.conn)
+            except (OSError, http.client.HTTPException) as exc:
+                pending.error = self._failed(pending, exc)
+        if pending.error is not None:
+            raise pending.error
+        self._checkin(pending.key, pending.conn, reusable=not response.will_close)
         return Response(response.status, response.msg, response.body)
+
+    def _again(self, pending: _Pending) -> None:
+        """Write the request once more, on a fresh connection."""
+        pending.conn.close()
+        pending.reused = False
+        try:
+            pending.conn = self._connect(pending.key, pending.timeout)
+            self._write(pending)
+        except TransportError as exc:
+            pending.error = exc
+        except (OSError, http.client.HTTPException) as exc:
+            pending.error = self._failed(pending, exc)
+
+    @staticmethod
+    def _failed(pending: _Pending, exc: BaseException) -> TransportError:
+        pending.conn.close()
+        if isinstance(exc, TimeoutError):
+            return TransportError("timed out", timeout=True)
+        return TransportError(type(exc).__name__)
 
     def close(self) -> None:
         with self._lock:
@@ -180,12 +272,14 @@ class HttpPool:
             for conn, _ in connections:
                 conn.close()
 
-    def _send(self, conn: http.client.HTTPConnection, method: str, target: str, headers, body):
+    @staticmethod
+    def _write(pending: _Pending) -> None:
         # http.client's request line and state, then every header line at once: its
         # ``putheader`` checks each name and value with two regular expressions and encodes
         # them one by one (a seventh of a request's CPU for a signed call's eight headers).
         # Checked here in one pass instead: nothing in a header may end its line early.
-        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        conn, headers = pending.conn, pending.headers
+        conn.putrequest(pending.method, pending.target, skip_host=True, skip_accept_encoding=True)
         given = {name.lower() for name in headers}
         lines = [f"Host: {_host_header(conn)}"] if "host" not in given else []
         if "accept-encoding" not in given:
@@ -196,7 +290,10 @@ class HttpPool:
             conn.close()
             raise ValueError("a header name or value holds a line break, a control or a non-ASCII character")
         conn._buffer.append("\r\n".join(lines).encode("ascii"))
-        conn.endheaders(body)
+        conn.endheaders(pending.body)
+
+    @staticmethod
+    def _read(conn: http.client.HTTPConnection):
         response = conn.getresponse()
         response.body = response.read()
         return response

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from exchanges.venues.kit.errors import GateBusy
-from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
+from exchanges.venues.kit.gate import together
+from exchanges.venues.kit.transport import HttpPool, Request, Response, TransportError, shared_pool
 from exchanges.venues.kit.types import BalanceRead, Credentials, KeyFacts, Prior
 
 from . import signing
@@ -178,15 +179,23 @@ class OkxClient:
         book = Book()
         unread: list[dict[str, Any]] = []
         wallet = unread_collector(unread)
+        # The four reads do not depend on each other: sent together, one wait for all four.
+        trading, funding, savings, valuation = self._call_all(
+            [
+                (TRADING_BALANCE, None),
+                (FUNDING_BALANCE, None),
+                (SAVINGS_BALANCE, None),
+                (ASSET_VALUATION, {"ccy": "USDT"}),
+            ]
+        )
         with wallet(TRADING, "Trading account"):
-            book.trading(self._call("GET", TRADING_BALANCE))
+            book.trading(trading())
         with wallet(FUNDING, "Funding account"):
-            book.funding(self._call("GET", FUNDING_BALANCE))
+            book.funding(funding())
         with wallet(SAVINGS, "Simple Earn (savings)"):
-            book.savings(self._call("GET", SAVINGS_BALANCE))
+            book.savings(savings())
         with contextlib.suppress(OkxError, GateBusy):  # a cross-check only: never fails the read
-            valuation = self._call("GET", ASSET_VALUATION, {"ccy": "USDT"})
-            book.valuation(valuation, unread, lambda asset: usdt_price(asset, self.prices()))
+            book.valuation(valuation(), unread, lambda asset: usdt_price(asset, self.prices()))
         return book.result(unread)
 
     def prices(self) -> dict[str, Decimal]:
@@ -287,14 +296,54 @@ class OkxClient:
         site: str | None = None,
         check_maintenance: bool = True,
     ) -> Any:
-        try:
+        def send() -> Any:
             return self._send(method, path, params, signed=signed, site=site)
+
+        return self._handled(send, send, signed=signed, check_maintenance=check_maintenance)
+
+    def _call_all(self, calls: list[tuple[str, dict[str, Any] | None]]) -> list[Callable[[], Any]]:
+        """Signed GETs sent together (``HttpPool.request_many``), as many at once as the gate
+        admits together (``kit.gate.together``; the rest then). Each comes back as a function
+        that returns its data or raises what ``_call`` would have (a clock drift is measured
+        again and that call retried alone), so the caller handles them in its own order."""
+        prepared = [self._prepare("GET", path, params, signed=True, site=None) for path, params in calls]
+        answers: list[Response | TransportError | GateBusy] = []
+        while len(answers) < len(calls):
+            waiting = prepared[len(answers) :]
+            try:
+                with together(self.gate, [path for path, _ in calls[len(answers) :]], self.scope) as admitted:
+                    # Signed once admitted, so time spent waiting does not age the timestamp.
+                    now_ms = self._now_ms()
+                    requests = [self._signed(prepared_, now_ms) for prepared_ in waiting[:admitted]]
+                    self.calls += len(requests)
+                    answers += self.pool.request_many(requests, timeout=self.timeout)
+            except GateBusy as busy:
+                if not answers:
+                    raise
+                answers += [busy] * len(waiting)  # each of those raises it, as ``_call`` would
+
+        def outcome(path: str, params: dict[str, Any] | None, answer: Any) -> Callable[[], Any]:
+            def first() -> Any:
+                return self._unwrap(self._answered(answer, path), path)
+
+            def again() -> Any:
+                return self._send("GET", path, params, signed=True, site=None)
+
+            return lambda: self._handled(first, again, signed=True, check_maintenance=True)
+
+        return [outcome(path, params, answer) for (path, params), answer in zip(calls, answers, strict=True)]
+
+    def _handled(
+        self, first: Callable[[], Any], again: Callable[[], Any], *, signed: bool, check_maintenance: bool
+    ) -> Any:
+        try:
+            return first()
         except OkxError as error:
             if error.kind == ErrorKind.INVALID_TIMESTAMP and error.code == "50102" and signed:
                 # Our clock drifted from OKX's: measure again and retry once. If it still
                 # fails, the (transient) error goes up.
                 self.sync_clock()
-                return self._send(method, path, params, signed=signed, site=site)
+                return again()
             if (
                 check_maintenance
                 and error.kind == ErrorKind.UNAVAILABLE
@@ -337,9 +386,10 @@ class OkxClient:
             return self.base_url, {}  # another global host the operator chose (openapi.okx.com)
         return self.base_url, {"Host": host}
 
-    def _send(
+    def _prepare(
         self, method: str, path: str, params: dict[str, Any] | None, *, signed: bool, site: str | None
-    ) -> Any:
+    ) -> tuple[Request, str]:
+        """The request for a call, not signed yet, and the path and query to sign ("": none)."""
         if signed and self._signer is None:
             raise ValueError("signed OKX call without credentials")
         base, headers = self.route(site or self.site)
@@ -347,29 +397,48 @@ class OkxClient:
         body = "" if method == "GET" else signing.encode_body(params)
         if body:
             headers["Content-Type"] = "application/json"
+        url = f"{base}{path}" + (f"?{query}" if query else "")
+        # Every call here reads; a read-only POST may be sent again on a fresh connection.
+        request = Request(method, url, headers, body.encode() if body else None, idempotent=True)
+        return request, signing.request_path(path, query) if signed else ""
+
+    def _signed(self, prepared: tuple[Request, str], now_ms: int) -> Request:
+        request, signed_path = prepared
+        if signed_path:
+            body = request.body.decode() if request.body else ""
+            request.headers.update(self._signer.headers(now_ms, request.method, signed_path, body))
+        return request
+
+    def _send(
+        self, method: str, path: str, params: dict[str, Any] | None, *, signed: bool, site: str | None
+    ) -> Any:
+        prepared = self._prepare(method, path, params, signed=signed, site=site)
         slot = self.gate.slot(path, self.scope if signed else PUBLIC_SCOPE) if self.gate else nullcontext()
         with slot:
             # Signed once admitted, so time spent waiting for a slot does not age the timestamp.
-            if signed:
-                headers.update(
-                    self._signer.headers(self._now_ms(), method, signing.request_path(path, query), body)
-                )
-            url = f"{base}{path}" + (f"?{query}" if query else "")
+            request = self._signed(prepared, self._now_ms())
             self.calls += 1
             try:
-                # Every call here reads; a read-only POST may be sent again on a fresh connection.
                 response = self.pool.request(
-                    method,
-                    url,
+                    request.method,
+                    request.url,
                     timeout=self.timeout,
-                    headers=headers,
-                    body=body.encode() if body else None,
+                    headers=request.headers,
+                    body=request.body,
                     idempotent=True,
                 )
             except TransportError as exc:
-                message = "OKX did not answer in time" if exc.timeout else f"could not reach OKX ({exc})"
-                raise OkxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
-        return self._unwrap(response, path)
+                response = exc
+        return self._unwrap(self._answered(response, path), path)
+
+    @staticmethod
+    def _answered(answer: Response | TransportError | GateBusy, path: str) -> Response:
+        if isinstance(answer, GateBusy):
+            raise answer
+        if isinstance(answer, TransportError):
+            message = "OKX did not answer in time" if answer.timeout else f"could not reach OKX ({answer})"
+            raise OkxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
+        return answer
 
     def _unwrap(self, response: Response, path: str) -> Any:
         if 200 <= response.status < 300:

@@ -292,10 +292,11 @@ class RecordingGate(Gate):
         self.blocked: list[float] = []
 
     @contextmanager
-    def slot(self, path: str, scope: str):
-        with super().slot(path, scope):
-            self.admitted.append((path, scope))
-            yield
+    def slots(self, paths, scope: str, *, interactive: bool = False):
+        # ``slot`` admits through here too (one path).
+        with super().slots(paths, scope, interactive=interactive) as admitted:
+            self.admitted += [(path, scope) for path in paths[:admitted]]
+            yield admitted
 
     def block(self, seconds: float) -> None:
         self.blocked.append(seconds)
@@ -711,3 +712,47 @@ def test_no_secret_or_passphrase_in_any_repr_or_redacted_line(sandbox):
         for value in (GOOD.api_key, GOOD.secret, GOOD.extra["passphrase"], "ev0iOaWdz8sTmB6Y1Pe05iM"):
             assert value not in cleaned
         assert "OK-ACCESS-SIGN: [redacted]" in cleaned and ACCOUNT_CONFIG in cleaned
+
+
+def test_the_four_wallet_reads_go_out_together_and_wait_once(sandbox, gate):
+    """E3–E6 do not depend on each other: admitted in one gate call and written before any
+    answer is read, so at 300 ms a call they take one wait, not four. A cap that has room for
+    only some of them sends those first and the others next; the read is the same."""
+    facts = KeyFacts(can_read=True, can_trade=True, can_withdraw=False)
+    with _client(sandbox) as plain:
+        expected = plain.read_balances(facts)
+    time.sleep(1.05)  # OKX allows E6 once a second per account
+    sandbox.faults.update(latency_ms=300)
+    with _client(sandbox, gate=gate, scope="uid:1") as client:
+        started = time.monotonic()
+        read = client.read_balances(facts)
+        took = time.monotonic() - started
+    assert took < 0.9, took  # E3–E6 together (0.3 s), then the tickers E6 is checked with (0.3 s)
+    assert read == expected
+    assert [path for path, _ in gate.admitted] == [
+        TRADING_BALANCE, FUNDING_BALANCE, SAVINGS_BALANCE, ASSET_VALUATION, TICKERS
+    ]  # fmt: skip
+    gate.settle()
+    sandbox.faults.clear()
+    gate.cap, gate.admitted = 2, []
+    time.sleep(1.05)  # OKX allows E6 once a second per account
+    with _client(sandbox, gate=gate, scope="uid:2") as client:
+        assert client.read_balances(facts) == expected
+        assert client.calls == 5
+    assert [path for path, _ in gate.admitted][:4] == [
+        TRADING_BALANCE, FUNDING_BALANCE, SAVINGS_BALANCE, ASSET_VALUATION
+    ]  # fmt: skip
+    gate.settle()
+    assert gate.in_flight() == 0
+
+
+def test_the_valuation_cross_check_waiting_too_long_at_the_gate_never_fails_the_read(sandbox, gate):
+    """E6 allows one call per second per account: when its turn is too far away, the wallets
+    read together with it are kept and only the cross-check is left out, as before."""
+    facts = KeyFacts(can_read=True, can_trade=True, can_withdraw=False)
+    with _client(sandbox, gate=gate, scope="uid:3") as client:
+        client.read_balances(facts)
+        gate.max_wait_seconds = 0.1  # E6's window (1 s) is still full for this account
+        read = client.read_balances(facts)
+    assert read.wallets == ("trading", "funding", "savings") and read.other == ()
+    assert client.calls == 5 + 3
