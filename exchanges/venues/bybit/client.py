@@ -18,6 +18,7 @@ key may not read (10005 on funding without a Wallet permission) is reported in `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -30,7 +31,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
+from exchanges.venues.kit.errors import GateBusy
+from exchanges.venues.kit.together import send_together
+from exchanges.venues.kit.transport import HttpPool, Request, Response, TransportError, shared_pool
 from exchanges.venues.kit.types import BalanceRead, Credentials, KeyFacts, Prior
 
 from . import endpoints, signing
@@ -179,10 +182,14 @@ class BybitClient:
         unread_wallet = unread_collector(unread)
         context = facts.context if isinstance(facts.context, dict) else {}
         classic = str(context.get("uta", "1")) == "0"  # Bybit answers 404 for UNIFIED there
+        # The two wallets do not depend on each other: sent together, one wait for both.
+        unified, funding = self._call_all(
+            [(WALLET, {"accountType": "UNIFIED"}), (FUNDING, {"accountType": "FUND"})]
+        )
         with unread_wallet(UNIFIED, "Unified Trading Account", statuses=(404,) if classic else ()):
-            book.unified(self._call("GET", WALLET, {"accountType": "UNIFIED"}))
+            book.unified(unified())
         with unread_wallet(FUNDING_WALLET, "Funding Account"):
-            book.funding(self._call("GET", FUNDING, {"accountType": "FUND"}))
+            book.funding(funding())
         return book.result(unread)
 
     def prices(self) -> dict[str, Decimal]:
@@ -253,14 +260,22 @@ class BybitClient:
         envelope: bool = False,
         check_maintenance: bool = True,
     ) -> Any:
-        try:
+        def send() -> Any:
             return self._send(method, path, params, signed=signed, envelope=envelope)
+
+        return self._handled(send, send, signed=signed, check_maintenance=check_maintenance)
+
+    def _handled(
+        self, first: Callable[[], Any], again: Callable[[], Any], *, signed: bool, check_maintenance: bool
+    ) -> Any:
+        try:
+            return first()
         except BybitError as error:
             if error.kind == ErrorKind.INVALID_TIMESTAMP and signed:
                 # Our clock drifted from Bybit's: measure again and retry once. If it still
                 # fails, the (transient) error goes up.
                 self.sync_clock()
-                return self._send(method, path, params, signed=signed, envelope=envelope)
+                return again()
             if check_maintenance and error.kind == ErrorKind.UNAVAILABLE and (error.status or 0) >= 500:
                 self._raise_if_maintenance(error)
             raise
@@ -280,41 +295,81 @@ class BybitClient:
                 path=error.path,
             ) from None
 
-    def _send(
-        self, method: str, path: str, params: dict[str, Any] | None, *, signed: bool, envelope: bool
-    ) -> Any:
+    def _request(self, method: str, path: str, params: dict[str, Any] | None, *, signed: bool) -> Request:
+        """The request for a call, signed now when ``signed``."""
         headers: dict[str, str] = {}
         if self.host_header:
             headers["Host"] = self.host_header
         body: bytes | None = None
+        if signed:
+            query, text, auth = signing.signed_request(
+                *self._credentials(path),
+                method,
+                params,
+                timestamp=self._now_ms(),
+                recv_window=self.recv_window,
+            )
+            headers.update(auth)
+            body = text.encode() if text is not None else None
+        else:
+            query = signing.encode_params(params)
+        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        self.calls += 1
+        # Every call here reads; a read-only POST may be sent again on a fresh connection.
+        return Request(method, url, headers, body, idempotent=True)
+
+    def _send(
+        self, method: str, path: str, params: dict[str, Any] | None, *, signed: bool, envelope: bool
+    ) -> Any:
         slot = self.gate.slot(path, self.scope if signed else PUBLIC_SCOPE) if self.gate else nullcontext()
         with slot:
             # Signed once admitted, so time spent waiting for a slot does not age the timestamp.
-            if signed:
-                query, text, auth = signing.signed_request(
-                    *self._credentials(path),
-                    method,
-                    params,
-                    timestamp=self._now_ms(),
-                    recv_window=self.recv_window,
-                )
-                headers.update(auth)
-                body = text.encode() if text is not None else None
-            else:
-                query = signing.encode_params(params)
-            url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-            self.calls += 1
+            request = self._request(method, path, params, signed=signed)
             try:
-                # Every call here reads; a read-only POST may be sent again on a fresh connection.
                 response = self.pool.request(
-                    method, url, timeout=self.timeout, headers=headers, body=body, idempotent=True
+                    request.method,
+                    request.url,
+                    timeout=self.timeout,
+                    headers=request.headers,
+                    body=request.body,
+                    idempotent=True,
                 )
             except TransportError as exc:
-                # Never the URL in the message: it may hold parameters; the headers the key.
-                message = "Bybit did not answer in time" if exc.timeout else f"could not reach Bybit ({exc})"
-                raise BybitError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
-        self._note_limit(path, response)
-        return self._unwrap(response, path, envelope=envelope)
+                response = exc
+        return self._answered(response, path, envelope=envelope)
+
+    def _call_all(self, calls: list[tuple[str, dict[str, Any] | None]]) -> list[Callable[[], Any]]:
+        """Signed GETs sent together (``kit.together.send_together``). Each comes back as a
+        function that returns its data or raises what ``_call`` would have (a clock drift is
+        measured again and that call retried alone), so the caller handles them in its order."""
+        built = [
+            (path, functools.partial(self._request, "GET", path, params, signed=True))
+            for path, params in calls
+        ]
+        answers = send_together(self.gate, self.pool, self.scope, built, self.timeout)
+
+        def outcome(path: str, params: dict[str, Any] | None, answer: Any) -> Callable[[], Any]:
+            def first() -> Any:
+                return self._answered(answer, path, envelope=False)
+
+            def again() -> Any:
+                return self._send("GET", path, params, signed=True, envelope=False)
+
+            return lambda: self._handled(first, again, signed=True, check_maintenance=True)
+
+        return [outcome(path, params, answer) for (path, params), answer in zip(calls, answers, strict=True)]
+
+    def _answered(self, answer: Response | TransportError | GateBusy, path: str, *, envelope: bool) -> Any:
+        if isinstance(answer, GateBusy):
+            raise answer
+        if isinstance(answer, TransportError):
+            # Never the URL in the message: it may hold parameters; the headers the key.
+            message = (
+                "Bybit did not answer in time" if answer.timeout else f"could not reach Bybit ({answer})"
+            )
+            raise BybitError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
+        self._note_limit(path, answer)
+        return self._unwrap(answer, path, envelope=envelope)
 
     def _unwrap(self, response: Response, path: str, *, envelope: bool = False) -> Any:
         if 200 <= response.status < 300:

@@ -41,7 +41,7 @@ except ImportError:  # redis-py packs instead (hiredis is in requirements.txt)
 from .errors import GateBusy, GateUnavailable
 from .venue import Limit
 
-__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable", "InteractiveGate", "together"]
+__all__ = ["PUBLIC_SCOPE", "SAFETY", "Gate", "GateBusy", "GateUnavailable", "InteractiveGate"]
 
 # Share of each limit we allow ourselves: requests take a few ms to reach the venue, so a
 # window measured here and the venue's are not exactly the same.
@@ -306,20 +306,3 @@ class InteractiveGate:
 def _one(admission: AbstractContextManager[int]) -> Iterator[None]:
     with admission:
         yield
-
-
-def together(gate, paths: Sequence[str], scope: str) -> AbstractContextManager[int]:
-    """``gate.slots`` for a venue client: with a gate that admits one request at a time (a
-    test's, say) the first of ``paths`` alone; with no gate, all of them."""
-    if gate is None:
-        return contextlib.nullcontext(len(paths))
-    slots = getattr(gate, "slots", None)
-    if slots is not None:
-        return slots(paths, scope)
-    return _first(gate.slot(paths[0], scope))
-
-
-@contextmanager
-def _first(slot: AbstractContextManager[None]) -> Iterator[int]:
-    with slot:
-        yield 1

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from exchanges.venues.kit.errors import GateBusy
-from exchanges.venues.kit.gate import together
+from exchanges.venues.kit.together import send_together
 from exchanges.venues.kit.transport import HttpPool, Request, Response, TransportError, shared_pool
 from exchanges.venues.kit.types import BalanceRead, Credentials, KeyFacts, Prior
 
@@ -302,25 +302,21 @@ class OkxClient:
         return self._handled(send, send, signed=signed, check_maintenance=check_maintenance)
 
     def _call_all(self, calls: list[tuple[str, dict[str, Any] | None]]) -> list[Callable[[], Any]]:
-        """Signed GETs sent together (``HttpPool.request_many``), as many at once as the gate
-        admits together (``kit.gate.together``; the rest then). Each comes back as a function
+        """Signed GETs sent together (``kit.together.send_together``). Each comes back as a function
         that returns its data or raises what ``_call`` would have (a clock drift is measured
         again and that call retried alone), so the caller handles them in its own order."""
-        prepared = [self._prepare("GET", path, params, signed=True, site=None) for path, params in calls]
-        answers: list[Response | TransportError | GateBusy] = []
-        while len(answers) < len(calls):
-            waiting = prepared[len(answers) :]
-            try:
-                with together(self.gate, [path for path, _ in calls[len(answers) :]], self.scope) as admitted:
-                    # Signed once admitted, so time spent waiting does not age the timestamp.
-                    now_ms = self._now_ms()
-                    requests = [self._signed(prepared_, now_ms) for prepared_ in waiting[:admitted]]
-                    self.calls += len(requests)
-                    answers += self.pool.request_many(requests, timeout=self.timeout)
-            except GateBusy as busy:
-                if not answers:
-                    raise
-                answers += [busy] * len(waiting)  # each of those raises it, as ``_call`` would
+
+        def build(path: str, params: dict[str, Any] | None) -> Callable[[], Request]:
+            prepared = self._prepare("GET", path, params, signed=True, site=None)
+
+            def signed() -> Request:
+                self.calls += 1
+                return self._signed(prepared, self._now_ms())
+
+            return signed
+
+        built = [(path, build(path, params)) for path, params in calls]
+        answers = send_together(self.gate, self.pool, self.scope, built, self.timeout)
 
         def outcome(path: str, params: dict[str, Any] | None, answer: Any) -> Callable[[], Any]:
             def first() -> Any:

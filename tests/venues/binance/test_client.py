@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -26,8 +25,9 @@ from exchanges.venues.binance.client import (
 from exchanges.venues.binance.errors import BinanceError, ErrorKind, decode, request_ip
 from exchanges.venues.binance.sandbox import BinanceSandbox, load_keys, load_tickers
 from exchanges.venues.binance.venue import BINANCE
-from exchanges.venues.kit.gate import Gate, GateBusy
+from exchanges.venues.kit.gate import GateBusy
 from exchanges.venues.kit.types import Credentials, KeyFacts, OtherLine, Prior
+from tests.venues.recording_gate import RecordingGate
 
 # --- Decoding: HTTP status first, then code, then msg ------------------------------------------
 
@@ -238,25 +238,6 @@ def sandbox():
     sb = BinanceSandbox(keys, load_tickers()).start()
     yield sb
     sb.stop()
-
-
-class RecordingGate(Gate):
-    """The kit's gate in real Redis, noting what it admitted."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.admitted: list[tuple[str, str]] = []
-        self.blocked: list[float] = []
-
-    @contextmanager
-    def slot(self, path: str, scope: str):
-        with super().slot(path, scope):
-            self.admitted.append((path, scope))
-            yield
-
-    def block(self, seconds: float) -> None:
-        self.blocked.append(seconds)
-        super().block(seconds)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -22,8 +21,9 @@ from exchanges.venues.bybit.facts import facts_from_api_key
 from exchanges.venues.bybit.sandbox import BybitSandbox, load_keys, load_tickers
 from exchanges.venues.bybit.venue import BYBIT
 from exchanges.venues.bybit.wallets import Book
-from exchanges.venues.kit.gate import Gate, GateBusy
+from exchanges.venues.kit.gate import GateBusy
 from exchanges.venues.kit.types import Credentials, KeyFacts, OtherLine, Prior
+from tests.venues.recording_gate import RecordingGate
 
 QUERY_API = "/v5/user/query-api"
 WALLET = "/v5/account/wallet-balance"
@@ -310,25 +310,6 @@ def sandbox():
     sb.stop()
 
 
-class RecordingGate(Gate):
-    """The kit's gate in real Redis, noting what it admitted and what it was told to block."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.admitted: list[tuple[str, str]] = []
-        self.blocked: list[float] = []
-
-    @contextmanager
-    def slot(self, path: str, scope: str):
-        with super().slot(path, scope):
-            self.admitted.append((path, scope))
-            yield
-
-    def block(self, seconds: float) -> None:
-        self.blocked.append(seconds)
-        super().block(seconds)
-
-
 @pytest.fixture
 def gate():
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -429,6 +410,25 @@ def test_a_key_without_wallet_permission_keeps_funding_as_unread(sandbox):
     reason = read.unread[0]["reason"]
     assert "10005" in reason and "Permission denied" in reason and "Wallet permission" in reason
     assert all(secret not in reason for secret in ALL_SECRETS)
+
+
+def test_the_two_wallets_go_out_together_and_a_refused_one_is_still_only_unread(sandbox, gate):
+    """The unified and funding wallets do not depend on each other: admitted in one gate call,
+    written before either answer is read (at 300 ms a call, one wait), each handled as alone."""
+    with _client(sandbox, NO_WALLET) as plain:
+        facts = plain.inspect_key(Prior())
+        expected = plain.read_balances(facts)
+    sandbox.faults.update(latency_ms=300)
+    with _client(sandbox, NO_WALLET, gate=gate, scope="uid:1") as client:
+        started = time.monotonic()
+        read = client.read_balances(facts)
+        took = time.monotonic() - started
+    sandbox.faults.clear()
+    assert took < 0.55, took
+    assert read == expected and [u["type"] for u in read.unread] == ["funding"]
+    assert [path for path, _ in gate.admitted] == [WALLET, FUNDING] and client.calls == 2
+    gate.settle()
+    assert gate.in_flight() == 0
 
 
 def test_a_classic_account_is_said_to_need_the_unified_account(sandbox):

@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import time
-from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -16,7 +15,7 @@ import redis
 
 from exchanges.explain import caller_ip
 from exchanges.venues.kit.errors import ErrorKind
-from exchanges.venues.kit.gate import Gate, GateBusy
+from exchanges.venues.kit.gate import GateBusy
 from exchanges.venues.kit.types import Credentials, KeyFacts, OtherLine, Prior
 from exchanges.venues.okx.client import OkxClient
 from exchanges.venues.okx.client import redact as okx_redact
@@ -35,6 +34,7 @@ from exchanges.venues.okx.facts import facts_from_config
 from exchanges.venues.okx.sandbox import OkxSandbox, load_keys, load_tickers
 from exchanges.venues.okx.venue import OKX
 from exchanges.venues.okx.wallets import Book, unread_collector
+from tests.venues.recording_gate import RecordingGate
 
 # --- Decoding: OKX's body code first, then the HTTP status -----------------------------------
 
@@ -281,26 +281,6 @@ def sandbox():
     sb = OkxSandbox(load_keys(), load_tickers()).start()
     yield sb
     sb.stop()
-
-
-class RecordingGate(Gate):
-    """The kit's gate in real Redis, noting what it admitted."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.admitted: list[tuple[str, str]] = []
-        self.blocked: list[float] = []
-
-    @contextmanager
-    def slots(self, paths, scope: str, *, interactive: bool = False):
-        # ``slot`` admits through here too (one path).
-        with super().slots(paths, scope, interactive=interactive) as admitted:
-            self.admitted += [(path, scope) for path in paths[:admitted]]
-            yield admitted
-
-    def block(self, seconds: float) -> None:
-        self.blocked.append(seconds)
-        super().block(seconds)
 
 
 @pytest.fixture
