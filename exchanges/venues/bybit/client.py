@@ -326,14 +326,7 @@ class BybitClient:
             # Signed once admitted, so time spent waiting for a slot does not age the timestamp.
             request = self._request(method, path, params, signed=signed)
             try:
-                response = self.pool.request(
-                    request.method,
-                    request.url,
-                    timeout=self.timeout,
-                    headers=request.headers,
-                    body=request.body,
-                    idempotent=True,
-                )
+                response = self.pool.send(request, timeout=self.timeout)
             except TransportError as exc:
                 response = exc
         return self._answered(response, path, envelope=envelope)

@@ -1,6 +1,7 @@
 """Admission to an exchange, shared by every worker on every machine through one Redis.
 
-Three rules are checked together, atomically, by one Lua script before each request:
+Three rules are checked together, atomically, by one Lua script before each request (or before
+requests a check sends together, ``slots``: as many of them at once as the rules allow now):
 
 - a **cap** on the venue's requests in flight at once (``<PREFIX>_MAX_CONCURRENT_REQUESTS``), so
   a refresh wave never exceeds what we promise the venue, however many workers run. A slot is a

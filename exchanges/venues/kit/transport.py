@@ -173,6 +173,10 @@ class HttpPool:
         a kept-alive one turns out closed; a read-only POST may say so."""
         return self._finish(self._start(Request(method, url, headers, body, idempotent), timeout))
 
+    def send(self, request: Request, *, timeout: tuple[float, float]) -> Response:
+        """``request`` for a ``Request``. Raises TransportError."""
+        return self._finish(self._start(request, timeout))
+
     def request_many(
         self, requests: list[Request], *, timeout: tuple[float, float]
     ) -> list[Response | TransportError]:

@@ -415,14 +415,7 @@ class OkxClient:
             request = self._signed(prepared, self._now_ms())
             self.calls += 1
             try:
-                response = self.pool.request(
-                    request.method,
-                    request.url,
-                    timeout=self.timeout,
-                    headers=request.headers,
-                    body=request.body,
-                    idempotent=True,
-                )
+                response = self.pool.send(request, timeout=self.timeout)
             except TransportError as exc:
                 response = exc
         return self._unwrap(self._answered(response, path), path)
