@@ -55,25 +55,6 @@ def test_a_refresh_of_a_known_key_costs_htx_its_key_info_and_balances(sandbox, a
     assert "uid" not in calls and "accounts" not in calls and calls["api-key"] == 1
 
 
-def test_a_known_keys_key_info_and_balances_go_out_together_and_wait_once(sandbox, alice):
-    """With the account list kept, the balance reads do not wait for the key-info answer: they
-    are sent with it (one wait, not two), and the refresh writes exactly what it wrote before."""
-    connection = _connected(alice, sandbox)
-    before = ExchangeConnection.objects.get(pk=connection.pk)
-    _make_due(connection.pk)
-    sandbox.faults.latency_ms = 600
-    started = time.monotonic()
-    try:
-        assert keycheck.connection_check(connection_id=connection.pk) == Status.CONNECTED
-    finally:
-        sandbox.faults.clear()
-    took = time.monotonic() - started
-    assert took < 1.0, took  # one wait of 600 ms, not two
-    after = ExchangeConnection.objects.get(pk=connection.pk)
-    assert after.total_usdt == before.total_usdt and after.accounts_read == before.accounts_read
-    assert after.latest_snapshot_id != before.latest_snapshot_id
-
-
 def test_the_account_list_is_kept_from_the_first_check_and_read_again_after_an_hour(sandbox, alice):
     connection = _connected(alice, sandbox)
     kept = ExchangeConnection.objects.get(pk=connection.pk).venue_kept

@@ -7,7 +7,6 @@ protocol (``exchanges.venues.kit.venue.VenueClient``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,7 @@ from typing import Any
 
 from exchanges.venues.kit.types import BalanceRead, Flag, KeyFacts, OtherLine, Prior, WalletLine
 
-from .client import HtxClient, balance_in, balance_path
+from .client import HtxClient
 from .errors import ErrorKind, HtxError
 from .types import Account, AccountBalance, ApiKeyInfo
 
@@ -32,16 +31,13 @@ _FLAGS = (
     ("withdraw", "Withdraw", True, False),
 )
 # How long a key's account list, kept from an earlier check (KeyFacts.keep), stands in for the
-# accounts call: a refresh then makes two calls instead of three, sent together (one wait). The
-# key-info call, made at every check, still proves key, secret and IP binding and reads the
-# permissions; an account the user opens later is read within this time.
+# accounts call: a refresh then makes two calls instead of three. The key-info call, made at
+# every check, still proves key, secret and IP binding and reads the permissions; an account the
+# user opens later is read within this time.
 KEPT_ACCOUNTS_SECONDS = 3600
 
 
 class HtxVenueClient(HtxClient):
-    # Balance answers read together with the key-info call, by account id (replaced, never changed).
-    _read_ahead: dict[int, Callable[[], Any]] = {}  # noqa: RUF012
-
     def inspect_key(self, prior: Prior) -> KeyFacts:
         """What HTX says about the key. ``prior.described``: HTX described this key before, so a
         refusal to describe it now is not taken for a sub-user key (that would fail open).
@@ -51,7 +47,6 @@ class HtxVenueClient(HtxClient):
         # A key HTX described before proves them with the key-info call below, so its account
         # list, kept from a recent check, is not asked for again.
         accounts = kept_accounts(prior)
-        kept = accounts is not None
         if accounts is None:
             accounts = self.accounts()
             keep = keep_accounts(accounts)
@@ -60,7 +55,7 @@ class HtxVenueClient(HtxClient):
         uid = int(prior.account_uid) if prior.account_uid else None
         try:
             uid = uid or self.uid()
-            info = self._key_info_and_balances(uid, accounts) if kept else self.api_key_info(uid)
+            info = self.api_key_info(uid)
         except HtxError as error:
             # Sub-user keys get "forbidden" (1002), or per the docs a plain 403, right after the
             # accounts call has accepted the same key.
@@ -80,25 +75,13 @@ class HtxVenueClient(HtxClient):
         facts = facts_from_key_info(info, uid=uid, skew_ms=self.clock_offset_ms, accounts=accounts)
         return replace(facts, keep=keep)
 
-    def _key_info_and_balances(self, uid: int, accounts: list[Account]) -> ApiKeyInfo:
-        """The key-info call with the kept accounts' balance reads sent together (one wait for
-        all): their answers wait in ``_read_ahead`` for ``read_balances``, handled there as if
-        asked then. Only for kept accounts, known before the key-info call answers."""
-        key_info, *balances = self._get_all(
-            [self.api_key_info_call(uid), *((balance_path(account), None) for account in accounts)]
-        )
-        self._read_ahead = {account.id: answer for account, answer in zip(accounts, balances, strict=True)}
-        return self._key_info_in(key_info())
-
     def read_balances(self, facts: KeyFacts) -> BalanceRead:
         """Every account the key can see. An account HTX refuses (other than spot) is recorded
         as unread instead of failing the whole read; a transient failure fails it all."""
         balances, unread = [], []
-        read_ahead, self._read_ahead = self._read_ahead, {}
         for account in facts.context or ():
             try:
-                answer = read_ahead.get(account.id)
-                balances.append(balance_in(account, answer()) if answer else self.balance(account))
+                balances.append(self.balance(account))
             except HtxError as error:
                 if account.type == "spot" or not error.permanent:
                     raise

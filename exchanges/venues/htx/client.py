@@ -7,22 +7,19 @@ logged either: see ``redact``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from exchanges.venues.kit.errors import GateBusy
-from exchanges.venues.kit.together import send_together
-from exchanges.venues.kit.transport import HttpPool, Request, Response, TransportError, shared_pool
+from exchanges.venues.kit.transport import HttpPool, Response, TransportError, shared_pool
 
 from . import signing
 from .errors import ErrorKind, HtxError, classify
@@ -127,12 +124,7 @@ class HtxClient:
             return int(self._get("/v2/user/uid"))
 
     def api_key_info(self, uid: int) -> ApiKeyInfo:
-        return self._key_info_in(self._get(*self.api_key_info_call(uid)))
-
-    def api_key_info_call(self, uid: int) -> tuple[str, dict[str, str]]:
-        return "/v2/user/api-key", {"uid": str(uid), "accessKey": self._access_key}
-
-    def _key_info_in(self, rows: Any) -> ApiKeyInfo:
+        rows = self._get("/v2/user/api-key", {"uid": str(uid), "accessKey": self._access_key})
         with _parsing("/v2/user/api-key"):
             for row in rows or ():
                 if row.get("accessKey") == self._access_key:
@@ -153,29 +145,19 @@ class HtxClient:
             ]
 
     def balance(self, account: Account) -> AccountBalance:
-        return balance_in(account, self._get(balance_path(account)))
-
-    # Transport --------------------------------------------------------------------------
-
-    def _get_all(self, calls: list[tuple[str, dict[str, str] | None]]) -> list[Callable[[], Any]]:
-        """Signed GETs sent together (``kit.together.send_together``); each comes back as a
-        function that returns its data or raises what ``_get`` would have."""
-        if not self._access_key or not self._secret_key:
-            raise ValueError("signed HTX call without keys")
-
-        def build(path: str, params: dict[str, str] | None) -> Callable[[], Request]:
-            def signed() -> Request:
-                self.calls += 1
-                return Request("GET", self._url(path, params, signed=True))
-
-            return signed
-
-        built = [(path, build(path, params)) for path, params in calls]
-        answers = send_together(self.gate, self.pool, self.scope, built, self.timeout)
-        return [
-            functools.partial(self._answered, answer, path)
-            for (path, _), answer in zip(calls, answers, strict=True)
-        ]
+        path = f"/v1/account/accounts/{account.id}/balance"
+        data = self._get(path)
+        lines = []
+        with _parsing(path):
+            for row in data.get("list", ()):
+                try:
+                    amount = Decimal(str(row["balance"]))
+                except (KeyError, InvalidOperation):
+                    continue
+                lines.append(
+                    BalanceLine(currency=str(row["currency"]), type=str(row["type"]), balance=amount)
+                )
+        return AccountBalance(account=account, lines=tuple(lines))
 
     # Transport --------------------------------------------------------------------------
 
@@ -190,18 +172,11 @@ class HtxClient:
             try:
                 response = self.pool.get(url, timeout=self.timeout)
             except TransportError as exc:
-                response = exc
-        return self._answered(response, path)
-
-    def _answered(self, answer: Response | TransportError | GateBusy, path: str) -> Any:
-        if isinstance(answer, GateBusy):
-            raise answer
-        if isinstance(answer, TransportError):
-            # Never the URL in the message: it holds AccessKeyId and Signature.
-            message = "HTX did not answer in time" if answer.timeout else f"could not reach HTX ({answer})"
-            raise HtxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
-        self._note_rate_limit(answer)
-        return _unwrap(answer, path)
+                # Never the URL in the message: it holds AccessKeyId and Signature.
+                message = "HTX did not answer in time" if exc.timeout else f"could not reach HTX ({exc})"
+                raise HtxError(ErrorKind.UNAVAILABLE, message=message, path=path) from None
+        self._note_rate_limit(response)
+        return _unwrap(response, path)
 
     def _url(self, path: str, params: dict[str, str] | None, *, signed: bool) -> str:
         if signed:
@@ -237,24 +212,6 @@ class HtxClient:
         expire = response.headers.get("X-HB-RateLimit-Requests-Expire")
         if remain is not None or expire is not None:
             self.last_rate_limit = RateLimit(_int_or_none(remain), _int_or_none(expire))
-
-
-def balance_path(account: Account) -> str:
-    return f"/v1/account/accounts/{account.id}/balance"
-
-
-def balance_in(account: Account, data: Any) -> AccountBalance:
-    """An account's balance lines from HTX's answer to ``balance_path``."""
-    path = balance_path(account)
-    lines = []
-    with _parsing(path):
-        for row in data.get("list", ()):
-            try:
-                amount = Decimal(str(row["balance"]))
-            except (KeyError, InvalidOperation):
-                continue
-            lines.append(BalanceLine(currency=str(row["currency"]), type=str(row["type"]), balance=amount))
-    return AccountBalance(account=account, lines=tuple(lines))
 
 
 def _unwrap(response: Response, path: str) -> Any:
