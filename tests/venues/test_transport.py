@@ -222,3 +222,16 @@ def test_requests_sent_together_wait_once_and_answer_in_order_each_with_its_own_
     assert took < 0.9, took  # one wait for all four, not four in a row
     assert sum(len(idle) for idle in pool._idle.values()) == 4  # each kept for the next call
     pool.close()
+
+
+def test_a_refused_header_among_requests_sent_together_leaves_no_connection_open(sandbox):
+    pool = HttpPool()
+    requests = [
+        Request("GET", f"{sandbox.url}/v1/common/timestamp"),
+        Request("GET", f"{sandbox.url}/v1/common/timestamp", {"X-Bad": "a\r\nInjected: 1"}),
+    ]
+    with pytest.raises(ValueError, match="line break"):
+        pool.request_many(requests, timeout=(1, 2))
+    assert not any(pool._idle.values())  # the first one's answer was never read: not kept either
+    assert pool.request_many(requests[:1], timeout=(1, 2))[0].status == 200
+    pool.close()

@@ -185,19 +185,21 @@ class HttpPool:
         after a wait pays for its cold caches, docs/performance.md). Each comes back as its
         ``Response`` or the ``TransportError`` ``request`` would have raised."""
         started: list[_Pending] = []
+        results: list[Response | TransportError] = []
         try:
             for request in requests:
                 started.append(self._start(request, timeout))
-        except BaseException:
             for pending in started:
-                pending.conn.close()
+                try:
+                    results.append(self._finish(pending))
+                except TransportError as exc:
+                    results.append(exc)
+        except BaseException:
+            # A refused header, or the task interrupted: no answer left unread on a connection.
+            for pending in started[len(results) :]:
+                if pending.conn is not None:
+                    pending.conn.close()
             raise
-        results: list[Response | TransportError] = []
-        for pending in started:
-            try:
-                results.append(self._finish(pending))
-            except TransportError as exc:
-                results.append(exc)
         return results
 
     def _start(self, request: Request, timeout: tuple[float, float]) -> _Pending:
