@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import datetime
@@ -78,6 +78,8 @@ class Gate(Protocol):
     also have ``block(seconds)`` for Bybit's per-IP "stop for 10 minutes"."""
 
     def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
+
+    def slots(self, paths: Sequence[str], scope: str) -> AbstractContextManager[int]: ...
 
 
 def resolve(base_url: str, site: str) -> tuple[str, str | None]:

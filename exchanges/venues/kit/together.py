@@ -7,28 +7,10 @@ once: on a small machine each resumption costs a refresh more CPU than the wait 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 
 from .errors import GateBusy
 from .transport import HttpPool, Request, Response, TransportError
-
-
-def together(gate, paths: Sequence[str], scope: str) -> AbstractContextManager[int]:
-    """``gate.slots`` for a venue client: with a gate that admits one request at a time (a
-    test's, say) the first of ``paths`` alone; with no gate, all of them."""
-    if gate is None:
-        return contextlib.nullcontext(len(paths))
-    slots = getattr(gate, "slots", None)
-    if slots is not None:
-        return slots(paths, scope)
-    return _first(gate.slot(paths[0], scope))
-
-
-@contextmanager
-def _first(slot: AbstractContextManager[None]) -> Iterator[int]:
-    with slot:
-        yield 1
 
 
 def send_together(
@@ -46,8 +28,10 @@ def send_together(
     answers: list[Response | TransportError | GateBusy] = []
     while len(answers) < len(calls):
         waiting = calls[len(answers) :]
+        paths = [path for path, _ in waiting]
+        admission = gate.slots(paths, scope) if gate is not None else contextlib.nullcontext(len(paths))
         try:
-            with together(gate, [path for path, _ in waiting], scope) as admitted:
+            with admission as admitted:
                 # Built (and signed) once admitted, so time spent waiting does not age a timestamp.
                 answers += pool.request_many([build() for _, build in waiting[:admitted]], timeout=timeout)
         except GateBusy as busy:

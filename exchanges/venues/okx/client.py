@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -98,6 +98,8 @@ class Gate(Protocol):
     also have ``block(seconds)`` for OKX's 429 answers."""
 
     def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
+
+    def slots(self, paths: Sequence[str], scope: str) -> AbstractContextManager[int]: ...
 
 
 class OkxClient:
