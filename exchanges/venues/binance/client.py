@@ -79,7 +79,7 @@ class Gate(Protocol):
     """Admission to Binance before each request (``exchanges.venues.kit.gate.Gate``); a gate
     may also have ``block(seconds)`` for Binance's "stop until" answers."""
 
-    def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
+    def slot(self, path: str, scope: str) -> AbstractContextManager[object]: ...
 
 
 class BinanceClient:

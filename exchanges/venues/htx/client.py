@@ -44,7 +44,7 @@ def redact(text: str) -> str:
 class Gate(Protocol):
     """Admission to HTX before each request (see ``exchanges.venues.kit.gate``)."""
 
-    def slot(self, path: str, scope: str) -> AbstractContextManager[None]: ...
+    def slot(self, path: str, scope: str) -> AbstractContextManager[object]: ...
 
 
 class HtxClient:

@@ -193,8 +193,9 @@ class Gate:
         """This gate as seen by a check a user is waiting for: the reserved slots count too."""
         return InteractiveGate(self)
 
-    def slot(self, path: str, scope: str, *, interactive: bool = False) -> AbstractContextManager[None]:
-        return _one(self.slots([path], scope, interactive=interactive))
+    def slot(self, path: str, scope: str, *, interactive: bool = False) -> AbstractContextManager[int]:
+        """``with gate.slot(path, scope):`` around one request (``slots`` of one path)."""
+        return self.slots([path], scope, interactive=interactive)
 
     @contextmanager
     def slots(self, paths: Sequence[str], scope: str, *, interactive: bool = False) -> Iterator[int]:
@@ -287,7 +288,7 @@ class InteractiveGate:
 
     gate: Gate
 
-    def slot(self, path: str, scope: str) -> contextlib.AbstractContextManager[None]:
+    def slot(self, path: str, scope: str) -> contextlib.AbstractContextManager[int]:
         return self.gate.slot(path, scope, interactive=True)
 
     def slots(self, paths: Sequence[str], scope: str) -> contextlib.AbstractContextManager[int]:
@@ -301,9 +302,3 @@ class InteractiveGate:
 
     def in_flight(self) -> int:
         return self.gate.in_flight()
-
-
-@contextmanager
-def _one(admission: AbstractContextManager[int]) -> Iterator[None]:
-    with admission:
-        yield
