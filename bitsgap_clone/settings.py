@@ -321,6 +321,10 @@ TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport, keeping its bookkeeping client (bitsgap_clone/broker.py). Only for
+# redis:// URLs: rediss:// and sockets keep kombu's own handling of their scheme.
+if REDIS_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "bitsgap_clone.broker:Transport"
 # Keep Django's LOGGING (and its redaction filter) in worker processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"

@@ -4,10 +4,12 @@ work on PostgreSQL and SQLite (3.35+), through Django's own field adapters."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 
 from django.db import connections, router
-from django.db.models import Field, Model, QuerySet
+from django.db.models import DateTimeField, Field, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
 
@@ -26,9 +28,10 @@ def update_returning_pks(queryset: QuerySet, **values) -> list:
 
 
 def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
-    """Write ``field_names`` of each object to its row: one prepared UPDATE by primary key, sent
-    for all of them with ``executemany`` (one round trip on PostgreSQL, in a pipeline). Like
-    ``bulk_update``, no signals and no ``auto_now``: the caller sets such fields itself."""
+    """Write ``field_names`` of each object to its row: one UPDATE by primary key, sent for all
+    of them with ``executemany`` (one round trip on PostgreSQL, in a pipeline, its parameters
+    bound by the server: ``_bound_cursor``). Like ``bulk_update``, no signals and no
+    ``auto_now``: the caller sets such fields itself."""
     if not objects:
         return
     model = type(objects[0])
@@ -43,8 +46,33 @@ def update_each(objects: Sequence[Model], field_names: Sequence[str]) -> None:
     )
     named = list(zip([field.attname for field in fields], _preparers(fields, connection), strict=True))
     rows = [[prepare(getattr(obj, name)) for name, prepare in named] + [obj.pk] for obj in objects]
-    with connection.cursor() as cursor:
+    with _bound_cursor(connection) as cursor:
         cursor.executemany(sql, rows)
+
+
+@contextmanager
+def _bound_cursor(connection) -> Iterator:
+    """A cursor of ``connection`` (Django's, wrapped as any: its queries are logged and counted)
+    that on PostgreSQL sends the parameters apart from the statement. Django's psycopg cursors
+    bind them on the client, quoting every value into the SQL text in Python: for one UPDATE
+    of 24 values sent for 40 rows, twice the CPU of letting the server bind them (measured with
+    psycopg 3.3: 6.2-7.0 against 3.7-4.0 ms). Statements are not prepared (Django sets no
+    prepare threshold), so a pooler in transaction mode sees nothing new."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = connection.connection
+    factory, raw.cursor_factory = raw.cursor_factory, ServerBindingCursor
+    try:
+        cursor = connection.cursor()
+    finally:
+        raw.cursor_factory = factory
+    with cursor:
+        yield cursor
 
 
 def insert(
@@ -103,19 +131,38 @@ def _copy(connection, model: type[Model], fields: list[Field], values: list[list
 
 
 def _preparers(fields, connection) -> list:
-    """Per field, what turns a value into the parameter Django sends for it. Fields that adapt
-    nothing per database (text, numbers, ExactDecimalField) use their own ``get_prep_value``: the
-    same result without two layers of calls per value, hundreds of values per batch. A related
-    object stands for its primary key."""
-    preparers = []
-    for field in fields:
-        plain = not field.is_relation and type(field).get_db_prep_value is Field.get_db_prep_value
-        if plain and type(field).get_db_prep_save is Field.get_db_prep_save:
-            preparers.append(field.get_prep_value)
-        else:
-            preparers.append(lambda value, field=field: field.get_db_prep_save(_key(value), connection))
-    return preparers
+    """Per field, what turns a value into the parameter Django sends for it: hundreds of values
+    per batch, so the common values skip Django's layers of calls where the result is the same.
+    Fields that adapt nothing per database (text, numbers, ExactDecimalField) use their own
+    ``get_prep_value``; a key (an int, None, or a related object standing for its primary key)
+    goes as it is; on PostgreSQL, so does an aware datetime (what Django would send). Anything
+    else takes Django's own ``get_db_prep_save``."""
+    return [_preparer(field, connection) for field in fields]
 
 
-def _key(value):
-    return value.pk if isinstance(value, Model) else value
+def _preparer(field: Field, connection):
+    def django(value):
+        return field.get_db_prep_save(value.pk if isinstance(value, Model) else value, connection)
+
+    plain = not field.is_relation and type(field).get_db_prep_value is Field.get_db_prep_value
+    if plain and type(field).get_db_prep_save is Field.get_db_prep_save:
+        return field.get_prep_value
+    if field.many_to_one and field.target_field.get_internal_type() in _INTEGER_KEYS:
+
+        def key(value):
+            if isinstance(value, Model):
+                value = value.pk
+            return value if value is None or type(value) is int else django(value)
+
+        return key
+    if isinstance(field, DateTimeField) and connection.vendor == "postgresql":
+
+        def moment(value):
+            aware = value is None or (type(value) is datetime and value.tzinfo is not None)
+            return value if aware else django(value)
+
+        return moment
+    return django
+
+
+_INTEGER_KEYS = {"AutoField", "BigAutoField", "IntegerField", "BigIntegerField"}
