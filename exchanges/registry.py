@@ -88,11 +88,15 @@ def get_or_retired(venue_id: str) -> Venue:
     return _venues().get(venue_id) or RetiredVenue(venue_id)
 
 
+_UNSET = object()
+
+
 def setting(venue: Venue, name: str, default=None):
     """``<PREFIX>_<NAME>`` from Django's settings, else the environment, else a default."""
     key = f"{venue.env_prefix}_{name}"
-    if hasattr(settings, key):
-        return getattr(settings, key)
+    value = getattr(settings, key, _UNSET)  # one lookup of the lazy settings, not two
+    if value is not _UNSET:
+        return value
     if key in os.environ:
         raw = os.environ[key]
         fallback = DEFAULTS.get(name, default)
