@@ -1,6 +1,7 @@
 """Writes of many rows at once on the refresh path, where compiling Django's query costs more
 than running it (``bulk_update`` builds a CASE per field and row: ~9 ms for a batch of 20). All
-work on PostgreSQL and SQLite (3.35+), through Django's own field adapters."""
+work on PostgreSQL and SQLite (3.35+), through Django's own field adapters or shortcuts that give
+the same values (``_preparer``)."""
 
 from __future__ import annotations
 
