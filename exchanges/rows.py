@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from django.db import connections, router
-from django.db.models import DateTimeField, Field, Model, QuerySet
+from django.db.models import DateTimeField, Field, IntegerField, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
 
@@ -148,7 +148,7 @@ def _preparer(field: Field, connection):
     plain = not field.is_relation and type(field).get_db_prep_value is Field.get_db_prep_value
     if plain and type(field).get_db_prep_save is Field.get_db_prep_save:
         return field.get_prep_value
-    if field.many_to_one and field.target_field.get_internal_type() in _INTEGER_KEYS:
+    if field.many_to_one and isinstance(field.target_field, IntegerField):  # auto keys included
 
         def key(value):
             if isinstance(value, Model):
@@ -164,6 +164,3 @@ def _preparer(field: Field, connection):
 
         return moment
     return django
-
-
-_INTEGER_KEYS = {"AutoField", "BigAutoField", "IntegerField", "BigIntegerField"}
