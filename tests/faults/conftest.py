@@ -516,3 +516,43 @@ def swept(processes: list[CeleryProcess]) -> int:
 
 def elapsed(start: float) -> str:
     return f"{time.monotonic() - start:.1f}s"
+
+
+SETTLE_S = 1.0  # longer than an answer already on its way takes to arrive and be written
+
+
+def kill_when(worker: CeleryProcess, sandbox, look, *, timeout: float, message) -> None:
+    """SIGKILL `worker` in a state that `look()` sees (truthy) and that lasts until the kill.
+
+    A check may finish between a look and the kill. So once `look()` holds, the sandbox holds
+    every answer it has not sent yet (the requests have reached it; the worker waits), the
+    answers already sent are written, and `look()` runs again: if it still holds, the worker
+    cannot change it before the kill. If not, the answers go out and the wait goes on. The
+    answers held at the kill go out after it, to the dead worker's closed connections.
+    """
+    sending = threading.Event()
+    sending.set()
+    handle = sandbox.handle
+
+    def holding(request):
+        response = handle(request)
+        sending.wait(timeout)
+        return response
+
+    def still():
+        if not look():
+            return None
+        sending.clear()
+        time.sleep(SETTLE_S)
+        if seen := look():
+            return seen
+        sending.set()
+        return None
+
+    sandbox.handle = holding  # the sandbox's HTTP handler calls sandbox.handle(request)
+    try:
+        wait_for(still, timeout=timeout, interval=0.05, message=message)
+        worker.kill()
+    finally:
+        sandbox.handle = handle
+        sending.set()

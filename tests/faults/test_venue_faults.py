@@ -47,7 +47,7 @@ from exchanges.venues.kit.errors import VenueError
 from exchanges.venues.kit.types import Credentials, Prior
 from exchanges.venues.okx.sandbox import check_keys as check_okx_keys
 from tests.conftest import sandbox_env, start_celery, stop_process, wait_for, worker_args
-from tests.faults.conftest import FAST, CeleryFleet, elapsed, forget_shared_messages
+from tests.faults.conftest import FAST, CeleryFleet, elapsed, forget_shared_messages, kill_when
 
 from ._procs import add_sandbox_keys, per_check, spot_balance_path
 
@@ -638,8 +638,7 @@ def test_a_worker_killed_mid_wave_of_verifications_loses_nothing(venue, fleet, s
         enough = len(t["done"]) >= 3 and talking & set(verifying) and talking & set(refreshing)
         return t if enough else None
 
-    wait_for(mid_wave, timeout=60, interval=0.05, message=lambda: str(_tally(venue, pks, since=since)))
-    first.kill()
+    kill_when(first, sandbox, mid_wave, timeout=60, message=lambda: str(_tally(venue, pks, since=since)))
     at_kill = _tally(venue, pks, since=since)
     interrupted = at_kill["claimed"] - at_kill["done"]
     interrupted_v, interrupted_r = interrupted & set(verifying), interrupted & set(refreshing)

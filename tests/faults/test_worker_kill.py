@@ -12,12 +12,12 @@ import redis
 from django.utils import timezone
 
 from exchanges.tasks import check_connection
-from tests.conftest import wait_for
 from tests.faults.conftest import (
     add_sandbox_keys,
     connected_rows,
     elapsed,
     key_checks,
+    kill_when,
     none_results,
     submit_keys,
     swept,
@@ -55,8 +55,7 @@ def test_a_worker_killed_mid_check_loses_nothing(celery_fleet, sandbox, htx_call
         talking = {pk for pk in t.claimed - t.done if key_checks(htx_calls, by_key[pk])}
         return t if len(t.done) >= 3 and talking & set(verifying) and talking & set(refreshing) else None
 
-    wait_for(mid_wave, timeout=60, interval=0.05, message=lambda: f"{tally(pks, since=since)}")
-    first.kill()
+    kill_when(first, sandbox, mid_wave, timeout=60, message=lambda: f"{tally(pks, since=since)}")
     at_kill = tally(pks, since=since)
     interrupted = at_kill.claimed - at_kill.done
     interrupted_v, interrupted_r = interrupted & set(verifying), interrupted & set(refreshing)
