@@ -29,6 +29,8 @@ RUNS = [
     ("refresh_scale.py", []),
     ("refresh_scale.py", ["--batch", "1"]),
     ("refresh_scale.py", ["--connects", "20"]),
+    ("refresh_scale.py", ["--venues", "okx"]),  # target 1 on every venue: OKX's five calls
+    ("refresh_scale.py", ["--venues", "bybit"]),  # and Bybit's three (~5 min: its per-IP pace)
     ("venue_budget.py", []),
     ("venue_budget.py", ["--mix", "--minutes", "6"]),
     ("history_prune.py", []),

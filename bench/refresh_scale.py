@@ -39,6 +39,11 @@ the requests per refresh, the most requests in flight at once as its sandbox saw
 the cap, checks the gate gave back, and the busiest window of the venue's limits (HTX: per UID
 and endpoint, requests HTX would have refused: 0; Binance: weight per IP and budget).
 
+Targets (issue #12): HTX alone, every refresh done within 60 s (target 2) and our CPU per refresh
+at most 2 ms (target 1); any other venue or mix, the same CPU target under its venues' names
+(`make bench` runs OKX and Bybit alone: target 1 holds on every venue); and for every venue, never
+above the cap nor its limits.
+
 --connects N (issue #12, target 4): while the wave runs, N fresh users each connect a new HTX key
 in Chromium, one after the other, as connect_latency.py does (the site under gunicorn, 2 sync
 workers, on this machine too); click on Connect -> the row says Connected, p95 against 1.5 s, of
@@ -783,8 +788,16 @@ def main() -> None:
             refused[v] = venue.limits(s)
         if connects:
             connects.report(total_s)
-        target("refresh_all_within_s", total_s if done >= args.keys else float("nan"), TOTAL_SECONDS_MAX)
-        target("refresh_cpu_ms_per_refresh", cpu_ms, CPU_MS_PER_REFRESH_MAX)
+        # Target 2 is HTX's (10,000 keys in a minute); another venue's wave is paced by its own
+        # budget (Bybit's 600 requests per 5 s per IP) or by its calls in a row (OKX), so its
+        # length is only a figure (refresh_total_s). Target 1 holds on every venue: a run of
+        # other venues names them.
+        if [venue.id for venue in venues] == ["htx"]:
+            target("refresh_all_within_s", total_s if done >= args.keys else float("nan"), TOTAL_SECONDS_MAX)
+            target("refresh_cpu_ms_per_refresh", cpu_ms, CPU_MS_PER_REFRESH_MAX)
+        else:
+            which = "_".join(venue.id for venue in venues)
+            target(f"refresh_{which}_cpu_ms_per_refresh", cpu_ms, CPU_MS_PER_REFRESH_MAX)
         for venue in venues:
             v = venue.id
             target(f"refresh_{v}_peak_in_flight_over_cap", stats[v]["peak_in_flight"] - args.cap, 0, digits=0)
